@@ -1,0 +1,157 @@
+"""One exception tree for gm_agent.
+
+Every error gm_agent raises on purpose derives from :class:`GmAgentError`::
+
+    GmAgentError
+    ├── UserError                 misuse the user can fix (exit code 2)
+    │   ├── ConfigError           gm.toml, environment or --model is wrong
+    │   ├── TaskFileError         task.md cannot be read or parsed (names the line)
+    │   └── RunNotFound           a RUN argument matches no run, or several
+    ├── JournalError              the journal cannot be used
+    │   ├── JournalCorrupt        the file is not a readable gm journal
+    │   └── JournalSchemaTooNew   written by a newer gm_agent; refused unmodified
+    ├── ToolError                 a tool call failed; the model sees the message
+    │   └── PathOutsideWorkspace  a path escapes the workspace or hits .gm/ .git/
+    ├── JobError                  a side effect could not be carried out
+    ├── PatchError                a file change could not be applied
+    ├── ModelError                the model could not produce a move
+    │   ├── ModelHTTPError        a provider answered with an HTTP error
+    │   └── ScriptExhausted       a scripted model has no move left
+    ├── IllegalTransition         a run state change not in the table (a bug)
+    └── ReplayDivergence          replay met an event the code would not produce
+
+Errors a model causes (a bad tool argument, a path outside the workspace) are
+:class:`ToolError` and are reported back to the model; the run goes on. Errors
+in gm_agent itself are raised. Messages name the thing with ``!r`` and say what
+to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "GmAgentError",
+    "IllegalTransition",
+    "JobError",
+    "JournalCorrupt",
+    "JournalError",
+    "JournalSchemaTooNew",
+    "ModelError",
+    "ModelHTTPError",
+    "PatchError",
+    "PathOutsideWorkspace",
+    "ReplayDivergence",
+    "RunNotFound",
+    "ScriptExhausted",
+    "TaskFileError",
+    "ToolError",
+    "UserError",
+]
+
+
+class GmAgentError(Exception):
+    """Root of every error gm_agent raises on purpose."""
+
+
+class UserError(GmAgentError):
+    """Misuse the user can fix: bad configuration, bad input, unknown names."""
+
+
+class ConfigError(UserError):
+    """gm.toml, an environment variable or a command-line option is invalid."""
+
+
+class TaskFileError(UserError):
+    """A task file cannot be read or parsed.
+
+    Attributes:
+        path: the task file.
+        line: 1-based line number in the file where the problem is, if known.
+    """
+
+    def __init__(self, path: str, message: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
+class RunNotFound(UserError):
+    """A run reference (id, prefix or ``last``) matches no run, or several."""
+
+
+class JournalError(GmAgentError):
+    """The journal cannot be opened, read or written."""
+
+
+class JournalCorrupt(JournalError):
+    """The journal file is not a readable gm_agent journal. It is left untouched."""
+
+
+class JournalSchemaTooNew(JournalError):
+    """The journal was written by a newer gm_agent. It is left untouched.
+
+    Attributes:
+        found: the file's schema version (``PRAGMA user_version``).
+        supported: the newest schema version this gm_agent knows.
+    """
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"{path!r} has journal schema version {found}, but this gm_agent only knows "
+            f"versions up to {supported}; upgrade gm_agent to read it (the file was not modified)"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class ToolError(GmAgentError):
+    """A tool call failed in a way the model caused; the message is shown to the model."""
+
+
+class PathOutsideWorkspace(ToolError):
+    """A tool path resolves outside the workspace, or into ``.gm/`` or ``.git/`` for a write."""
+
+
+class JobError(GmAgentError):
+    """A side effect (a job) could not be carried out by gm_agent itself."""
+
+
+class PatchError(GmAgentError):
+    """A file change (a patch) could not be applied."""
+
+
+class ModelError(GmAgentError):
+    """The model could not produce a move: unreachable, misconfigured or malformed reply."""
+
+
+class ModelHTTPError(ModelError):
+    """A provider answered with an HTTP error status.
+
+    Attributes:
+        status: the HTTP status code.
+        body: the response body as text (truncated to 2,000 characters).
+    """
+
+    def __init__(self, provider: str, status: int, body: str) -> None:
+        self.status = status
+        self.body = body[:2000]
+        hint = {
+            401: "check the API key",
+            403: "check the API key's permissions",
+            404: "check the model name and base URL",
+            429: "rate limited; wait or lower the request rate",
+        }.get(status, "see the provider's message above")
+        super().__init__(f"{provider} answered HTTP {status}: {self.body}; {hint}")
+
+
+class ScriptExhausted(ModelError):
+    """A scripted model was asked for more moves than its file holds."""
+
+
+class IllegalTransition(GmAgentError):
+    """A run status change that the transition table does not allow. Always a bug."""
+
+
+class ReplayDivergence(GmAgentError):
+    """Replaying a run produced something different from what the journal holds."""

@@ -1,0 +1,331 @@
+"""Journal events: frozen, discriminated by ``kind``, versioned by ``v``.
+
+An :class:`Event` is one immutable journal row::
+
+    seq, id, run_id, kind, v, at, source, causation_id, data
+
+``data`` is one of the payload models below, chosen by its ``kind`` (a
+``noun.verb`` name). ``seq`` is assigned by the journal when the event is
+committed; an event not yet appended has ``seq=None``. Parse any row with
+:func:`event_from_record`; render one with :meth:`Event.to_record` (the shape
+``gm log --json`` prints, one JSON object per line).
+
+Adding a field with a default keeps ``v``; changing a field's meaning bumps
+``v`` and the parser must keep reading the old version.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+
+from gm_agent.clock import Clock, format_timestamp
+
+__all__ = [
+    "AnyEventData",
+    "Event",
+    "EventSource",
+    "FileChange",
+    "JobIntent",
+    "JobResult",
+    "ModelResponse",
+    "PatchApplied",
+    "RunCreated",
+    "RunFinished",
+    "RunStatus",
+    "RunStatusChanged",
+    "TerminalStatus",
+    "TokenUsage",
+    "ToolCallData",
+    "ToolCalled",
+    "ToolReturned",
+    "UserMessage",
+    "event_from_record",
+    "new_event",
+]
+
+EventSource = Literal["user", "file", "timer", "webhook", "kernel", "model", "job", "patch"]
+"""Who caused an event (ARCHITECTURE.md, vocabulary)."""
+
+RunStatus = Literal["created", "running", "waiting", "paused", "succeeded", "failed", "cancelled"]
+"""A run's status; the legal moves between them are in :mod:`gm_agent.kernel`."""
+
+TerminalStatus = Literal["succeeded", "failed", "cancelled"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class TokenUsage(_Frozen):
+    """Tokens a model request consumed, as the provider reported them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class ToolCallData(_Frozen):
+    """One tool call inside a model's move.
+
+    ``call_id`` is the provider's id when it gives one, else one gm_agent made.
+    ``args`` are the parsed JSON arguments; ``args_error`` is set instead when
+    the model sent arguments that are not a JSON object (the call then fails
+    with that message, and the model sees it).
+    """
+
+    call_id: str
+    name: str
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    args_error: str | None = None
+
+
+class FileChange(_Frozen):
+    """One file's change inside a patch. Hashes are hex sha256 of the full content.
+
+    ``before_sha256`` is ``None`` for a create, ``after_sha256`` is ``None`` for a
+    delete. ``mode`` is the file's permission bits after the change (e.g. 0o644),
+    or before it for a delete. Both contents are stored as journal blobs.
+    """
+
+    path: str
+    op: Literal["create", "modify", "delete", "rename", "chmod"]
+    before_sha256: str | None
+    after_sha256: str | None
+    mode: int | None = None
+
+
+class RunCreated(_Frozen):
+    """A run was created from a task."""
+
+    kind: Literal["run.created"] = "run.created"
+    v: int = 1
+    task: str
+    task_path: str | None = None
+    model: str
+    max_steps: int
+    tools: tuple[str, ...] | None = None
+    instructions: str | None = None
+    workspace: str
+
+
+class RunStatusChanged(_Frozen):
+    """A run moved from one status to another (``from`` and ``to`` on the wire)."""
+
+    kind: Literal["run.status_changed"] = "run.status_changed"
+    v: int = 1
+    from_: RunStatus = Field(alias="from")
+    to: RunStatus
+    reason: str | None = None
+
+
+class UserMessage(_Frozen):
+    """A message from the user to the run (the task itself is the first one)."""
+
+    kind: Literal["user.message"] = "user.message"
+    v: int = 1
+    text: str
+
+
+class ModelResponse(_Frozen):
+    """The model's move for one step: text and/or tool calls, and token usage.
+
+    ``job_id`` names the model-request job this response is the result of.
+    ``duration_ms`` is the request's wall time in milliseconds.
+    """
+
+    kind: Literal["model.response"] = "model.response"
+    v: int = 1
+    job_id: str
+    model: str
+    text: str = ""
+    tool_calls: tuple[ToolCallData, ...] = ()
+    usage: TokenUsage = TokenUsage()
+    finish_reason: str | None = None
+    duration_ms: int = 0
+
+
+class ToolCalled(_Frozen):
+    """The kernel is about to carry out one tool call of the model's move."""
+
+    kind: Literal["tool.called"] = "tool.called"
+    v: int = 1
+    call_id: str
+    name: str
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class ToolReturned(_Frozen):
+    """A tool call finished; ``output`` is exactly what the model will see."""
+
+    kind: Literal["tool.returned"] = "tool.returned"
+    v: int = 1
+    call_id: str
+    name: str
+    ok: bool
+    output: str
+
+
+class JobIntent(_Frozen):
+    """A side effect is about to start; committed before the effect.
+
+    ``key`` is the idempotency key (see :mod:`gm_agent.jobs`), ``args_digest`` the
+    sha256 of the canonical JSON arguments, ``idempotent`` whether running it twice
+    is harmless.
+    """
+
+    kind: Literal["job.intent"] = "job.intent"
+    v: int = 1
+    job_id: str
+    key: str
+    job_kind: str
+    args_digest: str
+    idempotent: bool
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class JobResult(_Frozen):
+    """A side effect finished; committed before anything depends on it.
+
+    ``duration_ms`` is wall time in milliseconds; ``exit_code`` is set for
+    processes; ``error`` says why ``ok`` is false.
+    """
+
+    kind: Literal["job.result"] = "job.result"
+    v: int = 1
+    job_id: str
+    key: str
+    job_kind: str
+    ok: bool
+    output: str = ""
+    error: str | None = None
+    exit_code: int | None = None
+    duration_ms: int = 0
+    attempts: int = 1
+
+
+class PatchApplied(_Frozen):
+    """A set of file changes was written to the workspace."""
+
+    kind: Literal["patch.applied"] = "patch.applied"
+    v: int = 1
+    patch_id: str
+    call_id: str | None = None
+    files: tuple[FileChange, ...]
+
+
+class RunFinished(_Frozen):
+    """A run reached a terminal status, with a summary (success) or an error."""
+
+    kind: Literal["run.finished"] = "run.finished"
+    v: int = 1
+    status: TerminalStatus
+    summary: str | None = None
+    error: str | None = None
+
+
+AnyEventData = Annotated[
+    RunCreated
+    | RunStatusChanged
+    | UserMessage
+    | ModelResponse
+    | ToolCalled
+    | ToolReturned
+    | JobIntent
+    | JobResult
+    | PatchApplied
+    | RunFinished,
+    Field(discriminator="kind"),
+]
+
+_DATA_ADAPTER: TypeAdapter[AnyEventData] = TypeAdapter(AnyEventData)
+
+
+class Event(_Frozen):
+    """One immutable journal row. ``seq`` is ``None`` until the journal commits it."""
+
+    seq: int | None = None
+    id: str
+    run_id: str
+    at: str
+    source: EventSource
+    causation_id: str | None = None
+    data: AnyEventData
+
+    @property
+    def kind(self) -> str:
+        """The event's kind, e.g. ``"tool.called"``."""
+        return self.data.kind
+
+    @property
+    def v(self) -> int:
+        """The version of the event's data schema."""
+        return self.data.v
+
+    def payload(self) -> dict[str, Any]:
+        """The ``data`` column: the payload as JSON-safe values, without ``kind`` and ``v``.
+
+        A job's own kind (``job_kind`` in the model) is written as ``kind``, the
+        name other tools read (issue #2 fixes the job events' data keys).
+        """
+        dumped = self.data.model_dump(mode="json", by_alias=True, exclude={"kind", "v"})
+        if "job_kind" in dumped:
+            dumped["kind"] = dumped.pop("job_kind")
+        return dumped
+
+    def to_record(self) -> dict[str, Any]:
+        """The event as the flat record ``gm log --json`` prints."""
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "v": self.v,
+            "at": self.at,
+            "source": self.source,
+            "causation_id": self.causation_id,
+            "data": self.payload(),
+        }
+
+
+def event_from_record(record: dict[str, Any]) -> Event:
+    """Parse a flat record (a journal row or a ``gm log --json`` line) into an Event.
+
+    Args:
+        record: mapping with ``seq, id, run_id, kind, v, at, source,
+            causation_id`` and ``data`` (a dict).
+
+    Raises:
+        pydantic.ValidationError: the record does not describe a known event.
+    """
+    data = dict(record["data"])
+    if "kind" in data:  # a job's own kind; see Event.payload
+        data["job_kind"] = data.pop("kind")
+    data.update(kind=record["kind"], v=record["v"])
+    return Event(
+        seq=record.get("seq"),
+        id=record["id"],
+        run_id=record["run_id"],
+        at=record["at"],
+        source=record["source"],
+        causation_id=record.get("causation_id"),
+        data=_DATA_ADAPTER.validate_python(data),
+    )
+
+
+def new_event(
+    clock: Clock,
+    run_id: str,
+    source: EventSource,
+    data: AnyEventData,
+    causation_id: str | None = None,
+) -> Event:
+    """Make an uncommitted event with a fresh id and the clock's current time."""
+    return Event(
+        id=clock.new_id(),
+        run_id=run_id,
+        at=format_timestamp(clock.now()),
+        source=source,
+        causation_id=causation_id,
+        data=data,
+    )

@@ -1,0 +1,168 @@
+"""Shell commands as processes: a timeout, an output cap, and no stray children.
+
+Each command runs with ``/bin/sh -c`` in its own session (so its own process
+group). On timeout or cancellation the whole group gets SIGTERM, then SIGKILL
+after a grace period; when the command exits, whatever it left running in its
+group is killed too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from anyio.abc import Process
+
+__all__ = ["DEFAULT_GRACE_S", "ShellResult", "cap_output", "run_shell", "scrub_env"]
+
+DEFAULT_GRACE_S = 2.0
+"""Seconds between SIGTERM and SIGKILL when a command is stopped."""
+
+_SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_?KEY)", re.I)
+
+
+def scrub_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``environ`` without variables whose names look like secrets.
+
+    A name is a secret's when it contains API_KEY, TOKEN, SECRET, PASSWORD,
+    PASSWD, CREDENTIAL or PRIVATE_KEY (any case), e.g. ``OPENAI_API_KEY``,
+    ``GITHUB_TOKEN``, ``AWS_SECRET_ACCESS_KEY`` (ARCHITECTURE.md: secrets never
+    reach a tool's environment).
+    """
+    return {k: v for k, v in environ.items() if not _SECRET_NAME.search(k)}
+
+
+class _HeadTail:
+    """Keeps the first and last ``cap_bytes // 2`` bytes of a stream and counts the rest."""
+
+    def __init__(self, cap_bytes: int) -> None:
+        self.half = max(cap_bytes // 2, 1)
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head.extend(chunk[:room])
+            chunk = chunk[room:]
+        self.tail.extend(chunk)
+        del self.tail[: max(len(self.tail) - self.half, 0)]
+
+    def text(self) -> tuple[str, bool]:
+        """The kept text (UTF-8, invalid bytes replaced), and whether the middle was cut."""
+        omitted = self.total - len(self.head) - len(self.tail)
+        head = self.head.decode("utf-8", "replace")
+        tail = self.tail.decode("utf-8", "replace")
+        if omitted <= 0:
+            return head + tail, False
+        return f"{head}\n[... {omitted} bytes omitted ...]\n{tail}", True
+
+
+def cap_output(data: bytes, cap_bytes: int) -> tuple[str, bool]:
+    """Decode ``data`` keeping its head and tail within about ``cap_bytes`` bytes.
+
+    Returns:
+        The text (UTF-8, invalid bytes replaced; a marker says how many bytes were
+        omitted from the middle), and whether anything was cut.
+    """
+    kept = _HeadTail(cap_bytes)
+    kept.feed(data)
+    return kept.text()
+
+
+@dataclass(frozen=True)
+class ShellResult:
+    """How a command ended.
+
+    Attributes:
+        exit_code: the process's exit status; negative is the signal that ended it.
+        output: stdout and stderr interleaved, capped (see :func:`cap_output`).
+        timed_out: the command ran past its timeout and was killed.
+        truncated: the output was cut.
+    """
+
+    exit_code: int | None
+    output: str
+    timed_out: bool
+    truncated: bool
+
+
+def _signal_group(process: Process, sig: signal.Signals) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def _stop_group(process: Process, grace_s: float) -> None:
+    _signal_group(process, signal.SIGTERM)
+    with anyio.move_on_after(grace_s, shield=True):
+        await process.wait()
+    _signal_group(process, signal.SIGKILL)
+    with anyio.CancelScope(shield=True):
+        await process.wait()
+
+
+async def run_shell(
+    command: str,
+    cwd: Path,
+    *,
+    timeout_s: float,
+    env: Mapping[str, str],
+    output_cap_bytes: int,
+    grace_s: float = DEFAULT_GRACE_S,
+) -> ShellResult:
+    """Run ``command`` with ``/bin/sh -c`` in ``cwd``.
+
+    Args:
+        command: the shell command line.
+        cwd: working directory (the workspace).
+        timeout_s: seconds before the process group is stopped.
+        env: the complete environment for the command (scrub it first).
+        output_cap_bytes: most bytes of output kept for the result.
+        grace_s: seconds between SIGTERM and SIGKILL.
+
+    Cancellation stops the process group the same way and re-raises.
+    """
+    kept = _HeadTail(output_cap_bytes)
+    drained = anyio.Event()
+    process = await anyio.open_process(
+        ["/bin/sh", "-c", command],
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    async def drain() -> None:
+        assert process.stdout is not None
+        async for chunk in process.stdout:
+            kept.feed(chunk)
+        drained.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain)
+            with anyio.move_on_after(timeout_s) as scope:
+                await process.wait()
+            timed_out = scope.cancelled_caught
+            # Whatever the command left running in its group goes with it.
+            await _stop_group(process, grace_s)
+            with anyio.move_on_after(1.0):  # a grandchild outside the group may hold the pipe
+                await drained.wait()
+            tg.cancel_scope.cancel()
+    finally:
+        await _stop_group(process, grace_s)
+    output, truncated = kept.text()
+    exit_code = process.returncode
+    return ShellResult(exit_code=exit_code, output=output, timed_out=timed_out, truncated=truncated)

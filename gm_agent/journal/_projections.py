@@ -1,0 +1,73 @@
+"""Projections kept in the same transaction as the events that change them.
+
+``runs`` and ``jobs`` are caches of what the events say, for listing and
+lookups; the events remain the source of truth. :func:`project` is called for
+each newly inserted event inside the append transaction.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aiosqlite
+
+from gm_agent.events import (
+    Event,
+    JobIntent,
+    JobResult,
+    ModelResponse,
+    RunCreated,
+    RunFinished,
+    RunStatusChanged,
+)
+
+
+async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
+    """Apply one committed event (with its ``seq``) to the projection tables."""
+    data = event.data
+    match data:
+        case RunCreated():
+            await conn.execute(
+                "INSERT INTO runs (run_id, status, task, task_path, model, created_at, "
+                "updated_at, last_seq) VALUES (?, 'created', ?, ?, ?, ?, ?, ?)",
+                (event.run_id, data.task, data.task_path, data.model, event.at, event.at, seq),
+            )
+            return
+        case RunStatusChanged():
+            await conn.execute(
+                "UPDATE runs SET status = ? WHERE run_id = ?", (data.to, event.run_id)
+            )
+        case ModelResponse():
+            await conn.execute(
+                "UPDATE runs SET steps = steps + 1, input_tokens = input_tokens + ?, "
+                "output_tokens = output_tokens + ? WHERE run_id = ?",
+                (data.usage.input_tokens, data.usage.output_tokens, event.run_id),
+            )
+        case RunFinished():
+            await conn.execute(
+                "UPDATE runs SET status = ?, summary = ?, error = ? WHERE run_id = ?",
+                (data.status, data.summary, data.error, event.run_id),
+            )
+        case JobIntent():
+            await conn.execute(
+                "INSERT INTO jobs (job_id, run_id, key, kind, status, attempts, intent_seq) "
+                "VALUES (?, ?, ?, ?, 'started', 1, ?) ON CONFLICT (job_id) DO UPDATE SET "
+                "attempts = attempts + 1",
+                (data.job_id, event.run_id, data.key, data.job_kind, seq),
+            )
+        case JobResult():
+            await conn.execute(
+                "UPDATE jobs SET status = ?, attempts = ?, result_seq = ? WHERE job_id = ?",
+                ("succeeded" if data.ok else "failed", data.attempts, seq, data.job_id),
+            )
+        case _:
+            pass
+    await conn.execute(
+        "UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?",
+        (seq, event.at, event.run_id),
+    )
+
+
+def encode_payload(event: Event) -> str:
+    """The ``data`` column's text: compact, key-sorted JSON."""
+    return json.dumps(event.payload(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,421 @@
+"""The SQLite journal: open, migrate, append, read, follow, blobs and run lookups."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import aiosqlite
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gm_agent.clock import Clock, SystemClock
+from gm_agent.errors import JournalCorrupt, JournalError, JournalSchemaTooNew, RunNotFound
+from gm_agent.events import Event, RunStatus, event_from_record
+from gm_agent.journal._projections import encode_payload, project
+from gm_agent.journal._schema import LATEST_VERSION, MIGRATIONS
+
+log = logging.getLogger("gm_agent.journal")
+
+Durability = Literal["full", "fast"]
+"""``full``: ``synchronous=FULL``, a commit survives power loss. ``fast``:
+``synchronous=NORMAL``, a commit survives a process crash but may be lost on
+power loss (SQLite docs, "WAL mode ... synchronous=NORMAL")."""
+
+BUSY_TIMEOUT_MS = 5000
+"""How long a writer waits for another process's write transaction, in ms."""
+
+_CORRUPT_CODES = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+_EVENT_COLUMNS = "seq, id, run_id, kind, v, at, source, causation_id, data"
+
+
+class RunRow(BaseModel):
+    """One row of the ``runs`` projection: a run's summary for listings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    status: RunStatus
+    task: str
+    task_path: str | None
+    model: str
+    parent_id: str | None
+    created_at: str
+    updated_at: str
+    last_seq: int
+    steps: int
+    input_tokens: int
+    output_tokens: int
+    summary: str | None
+    error: str | None
+
+
+def _translate(path: Path, exc: sqlite3.Error) -> JournalError:
+    """Turn a driver error into our error tree, with what to do about it."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in _CORRUPT_CODES:
+        return JournalCorrupt(
+            f"{str(path)!r} is not a readable gm journal ({exc}); it was not modified. "
+            "Move it aside to start a new journal, or restore it from a backup"
+        )
+    if name == "SQLITE_FULL":
+        return JournalError(
+            f"the disk holding {str(path)!r} is full ({exc}); free some space and retry. "
+            "Everything committed before this is kept"
+        )
+    if name == "SQLITE_BUSY":
+        return JournalError(
+            f"{str(path)!r} stayed locked by another process for {BUSY_TIMEOUT_MS} ms; retry"
+        )
+    return JournalError(f"journal {str(path)!r}: {exc}")
+
+
+def _row_to_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
+    seq, id_, run_id, kind, v, at, source, causation_id, data = tuple(row)
+    try:
+        return event_from_record(
+            {
+                "seq": seq,
+                "id": id_,
+                "run_id": run_id,
+                "kind": kind,
+                "v": v,
+                "at": at,
+                "source": source,
+                "causation_id": causation_id,
+                "data": json.loads(data),
+            }
+        )
+    except (ValidationError, json.JSONDecodeError) as exc:
+        raise JournalCorrupt(f"event seq {seq} ({kind!r}) cannot be read: {exc}") from exc
+
+
+class Journal:
+    """An open journal file: the single source of truth of every run.
+
+    Open it with ``async with await Journal.open(path) as journal:``. One
+    instance owns one SQLite connection; several processes may open the same
+    file (WAL mode: readers never block the writer; writers take turns with
+    ``BEGIN IMMEDIATE`` and a busy timeout of :data:`BUSY_TIMEOUT_MS`).
+    """
+
+    def __init__(self, path: Path, conn: aiosqlite.Connection, clock: Clock) -> None:
+        self.path = path
+        self._conn = conn
+        self._clock = clock
+
+    # -- opening -----------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        durability: Durability = "full",
+        clock: Clock | None = None,
+        create: bool = True,
+    ) -> Self:
+        """Open (and create or migrate) the journal at ``path``.
+
+        Args:
+            path: the journal file, usually ``<workspace>/.gm/journal.db``.
+            durability: ``full`` (default) or ``fast``; see :data:`Durability`.
+            clock: used by :meth:`follow` to sleep between polls.
+            create: when false, a missing file raises instead of being created.
+
+        Raises:
+            JournalCorrupt: the file is not an SQLite database or not a gm journal.
+            JournalSchemaTooNew: the file was written by a newer gm_agent.
+            JournalError: the file is missing (``create=False``) or unusable.
+
+        A refused file is never modified: its version and shape are checked
+        before any pragma or migration writes to it.
+        """
+        path = Path(path)
+        if not path.exists():
+            if not create:
+                raise JournalError(
+                    f"no journal at {str(path)!r}; run `gm run TASK` in this workspace first"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await cls._check(path, conn)
+            await cls._set_pragmas(path, conn, durability)
+            await cls._migrate(path, conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(path, conn, clock or SystemClock())
+
+    @staticmethod
+    async def _check(path: Path, conn: aiosqlite.Connection) -> None:
+        """Refuse, without writing, a file that is not a journal we can read."""
+        try:
+            version = (await _fetchone(conn, "PRAGMA user_version"))[0]
+            tables = {r[0] for r in await conn.execute_fetchall("SELECT name FROM sqlite_master")}
+        except sqlite3.Error as exc:
+            raise _translate(path, exc) from exc
+        if version > LATEST_VERSION:
+            raise JournalSchemaTooNew(str(path), version, LATEST_VERSION)
+        if version == 0 and tables:
+            raise JournalCorrupt(
+                f"{str(path)!r} is an SQLite database but not a gm journal "
+                f"(it has tables {sorted(tables)!r}); it was not modified"
+            )
+        if version > 0 and "events" not in tables:
+            raise JournalCorrupt(f"{str(path)!r} has no events table; it was not modified")
+
+    @staticmethod
+    async def _set_pragmas(path: Path, conn: aiosqlite.Connection, durability: Durability) -> None:
+        synchronous = "FULL" if durability == "full" else "NORMAL"
+        try:
+            mode = (await _fetchone(conn, "PRAGMA journal_mode=WAL"))[0]
+            await conn.execute(f"PRAGMA synchronous={synchronous}")
+            await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            raise _translate(path, exc) from exc
+        log.debug(
+            "journal %s: journal_mode=%s synchronous=%s busy_timeout=%d",
+            path,
+            mode,
+            synchronous,
+            BUSY_TIMEOUT_MS,
+        )
+
+    @staticmethod
+    async def _migrate(path: Path, conn: aiosqlite.Connection) -> None:
+        try:
+            version = (await _fetchone(conn, "PRAGMA user_version"))[0]
+            for number in range(version + 1, LATEST_VERSION + 1):
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    # Another process may have migrated while we waited for the lock.
+                    current = (await _fetchone(conn, "PRAGMA user_version"))[0]
+                    if current < number:
+                        for statement in MIGRATIONS[number - 1]:
+                            await conn.execute(statement)
+                        await conn.execute(f"PRAGMA user_version={number}")
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    await conn.execute("ROLLBACK")
+                    raise
+                log.debug("journal %s: migrated to schema version %d", path, number)
+        except sqlite3.Error as exc:
+            raise _translate(path, exc) from exc
+
+    async def close(self) -> None:
+        """Close the connection. Committed events are already durable."""
+        await self._conn.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- writing -----------------------------------------------------------
+
+    async def append(self, events: Sequence[Event], blobs: Iterable[bytes] = ()) -> list[Event]:
+        """Commit ``events`` (and content ``blobs``) in one transaction.
+
+        Args:
+            events: uncommitted events, in order.
+            blobs: file contents the events refer to by sha256; stored once each.
+
+        Returns:
+            The events as committed, with ``seq`` set, in the same order. An event
+            whose ``id`` is already in the journal is not appended again: the stored
+            one is returned (idempotent delivery).
+
+        Raises:
+            JournalError: the write failed (disk full, locked too long); nothing of
+                this batch is committed and everything committed before is kept.
+        """
+        committed: list[Event] = []
+        try:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for blob in blobs:
+                    await self._conn.execute(
+                        "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?, ?, ?)",
+                        (hashlib.sha256(blob).hexdigest(), len(blob), blob),
+                    )
+                for event in events:
+                    committed.append(await self._insert(event))
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _translate(self.path, exc) from exc
+        return committed
+
+    async def _insert(self, event: Event) -> Event:
+        row = await _fetchone_or_none(
+            self._conn,
+            "INSERT INTO events (id, run_id, kind, v, at, source, causation_id, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING seq",
+            (
+                event.id,
+                event.run_id,
+                event.kind,
+                event.v,
+                event.at,
+                event.source,
+                event.causation_id,
+                encode_payload(event),
+            ),
+        )
+        if row is None:
+            existing = await _fetchone(
+                self._conn, f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event.id,)
+            )
+            return _row_to_event(existing)
+        seq = int(row[0])
+        await project(self._conn, event, seq)
+        return event.model_copy(update={"seq": seq})
+
+    # -- reading -----------------------------------------------------------
+
+    async def read(
+        self, run_id: str | None = None, after_seq: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        """Events with ``seq > after_seq``, oldest first; one run's or all runs'.
+
+        Raises:
+            JournalCorrupt: a stored event cannot be read.
+        """
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ?"
+        params: list[Any] = [after_seq]
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            params.append(run_id)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        try:
+            rows = await self._conn.execute_fetchall(sql, params)
+        except sqlite3.Error as exc:
+            raise _translate(self.path, exc) from exc
+        return [_row_to_event(row) for row in rows]
+
+    async def follow(
+        self,
+        run_id: str | None = None,
+        after_seq: int = 0,
+        *,
+        poll_s: float = 0.05,
+        stop_when_finished: bool = True,
+    ) -> AsyncIterator[Event]:
+        """Yield events as they are committed, by this or any other process.
+
+        Like ``tail -f``: first what is already there after ``after_seq``, then new
+        events, polling every ``poll_s`` seconds (default 50 ms). When following one
+        run and ``stop_when_finished``, the iteration ends after its
+        ``run.finished`` event; otherwise it runs until cancelled.
+        """
+        last = after_seq
+        while True:
+            batch = await self.read(run_id, after_seq=last, limit=500)
+            for event in batch:
+                assert event.seq is not None
+                last = event.seq
+                yield event
+                if run_id is not None and stop_when_finished and event.kind == "run.finished":
+                    return
+            if len(batch) < 500:
+                await self._clock.sleep(poll_s)
+
+    async def get_blob(self, sha256: str) -> bytes:
+        """The content stored under ``sha256``.
+
+        Raises:
+            JournalError: no blob has that hash.
+        """
+        row = await _fetchone_or_none(
+            self._conn, "SELECT data FROM blobs WHERE sha256 = ?", (sha256,)
+        )
+        if row is None:
+            raise JournalError(f"no blob {sha256!r} in {str(self.path)!r}")
+        return bytes(row[0])
+
+    async def list_runs(self) -> list[RunRow]:
+        """Every run, newest first, from the ``runs`` projection."""
+        rows = await self._conn.execute_fetchall(
+            f"SELECT {', '.join(RunRow.model_fields)} FROM runs ORDER BY created_at DESC, run_id DESC"
+        )
+        return [RunRow(**dict(zip(RunRow.model_fields, row, strict=True))) for row in rows]
+
+    async def get_run(self, run_id: str) -> RunRow:
+        """One run's row from the ``runs`` projection.
+
+        Raises:
+            RunNotFound: no run has that id.
+        """
+        row = await _fetchone_or_none(
+            self._conn,
+            f"SELECT {', '.join(RunRow.model_fields)} FROM runs WHERE run_id = ?",
+            (run_id,),
+        )
+        if row is None:
+            raise RunNotFound(f"no run {run_id!r} in this workspace; see `gm runs`")
+        return RunRow(**dict(zip(RunRow.model_fields, row, strict=True)))
+
+    async def resolve_run(self, ref: str) -> str:
+        """Turn a run reference into a run id.
+
+        Args:
+            ref: a full run id, a unique prefix of one (case-insensitive), or ``last``
+                (the most recently created run).
+
+        Raises:
+            RunNotFound: nothing matches, or a prefix matches several runs.
+        """
+        if ref == "last":
+            row = await _fetchone_or_none(
+                self._conn, "SELECT run_id FROM runs ORDER BY created_at DESC, run_id DESC LIMIT 1"
+            )
+            if row is None:
+                raise RunNotFound(
+                    "there are no runs in this workspace yet; start one with `gm run TASK`"
+                )
+            return str(row[0])
+        rows = await self._conn.execute_fetchall(
+            "SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' LIMIT 6",
+            (ref.upper().replace("%", "\\%").replace("_", "\\_") + "%",),
+        )
+        ids = [str(r[0]) for r in rows]
+        if not ids:
+            raise RunNotFound(f"no run matches {ref!r}; see `gm runs`")
+        if len(ids) > 1 and ref.upper() not in ids:
+            raise RunNotFound(
+                f"{ref!r} matches several runs ({', '.join(ids)}); give more characters"
+            )
+        return ref.upper() if ref.upper() in ids else ids[0]
+
+
+async def _fetchone_or_none(
+    conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
+) -> sqlite3.Row | None:
+    async with conn.execute(sql, params) as cursor:
+        return await cursor.fetchone()
+
+
+async def _fetchone(
+    conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
+) -> sqlite3.Row:
+    row = await _fetchone_or_none(conn, sql, params)
+    assert row is not None, sql
+    return row

@@ -1,0 +1,131 @@
+"""task.md: a Markdown task with optional YAML front matter.
+
+::
+
+    ---
+    model: local:smollm2
+    max_steps: 8
+    tools: [read_file, write_file]
+    instructions: Keep answers short.
+    ---
+    Create hello.txt containing "Hello, world!".
+
+The body is the task. Front matter keys: ``model``, ``max_steps``, ``tools`` (an
+allow-list; ``finish`` is always allowed) and ``instructions`` (extra system
+prompt). Errors name the file and line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gm_agent.errors import TaskFileError
+
+__all__ = ["TaskSpec", "load_task", "parse_task"]
+
+_FENCE = "---"
+
+
+class TaskSpec(BaseModel):
+    """A parsed task file.
+
+    Attributes:
+        text: the Markdown body: what the model is asked to do.
+        path: the file it came from, if any.
+        model: ``provider:model`` from the front matter, if set. A relative
+            ``scripted:`` path is made absolute against the task's directory.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str
+    path: Path | None = None
+    model: str | None = None
+    max_steps: int | None = Field(default=None, ge=1)
+    tools: tuple[str, ...] | None = None
+    instructions: str | None = None
+
+
+def _split(source: str, path: str) -> tuple[str | None, str, int]:
+    """Split into (front matter or None, body, 1-based line where the front matter starts)."""
+    lines = source.splitlines(keepends=True)
+    if not lines or lines[0].strip() != _FENCE:
+        return None, source, 0
+    for index in range(1, len(lines)):
+        if lines[index].strip() == _FENCE:
+            return "".join(lines[1:index]), "".join(lines[index + 1 :]), 2
+    raise TaskFileError(
+        path, "the front matter opened with '---' is never closed with '---'", line=1
+    )
+
+
+def _key_lines(front: str) -> dict[str, int]:
+    """0-based line of each top-level key in the front matter, for error messages."""
+    node = yaml.compose(front)
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(key.value): key.start_mark.line for key, _ in node.value}
+
+
+def parse_task(source: str, path: Path | None = None) -> TaskSpec:
+    """Parse task text.
+
+    Raises:
+        TaskFileError: malformed front matter (with the line), an unknown or
+            invalid key (with its line), or an empty body.
+    """
+    shown = str(path) if path else "<task>"
+    front, body, offset = _split(source, shown)
+    fields: dict[str, object] = {}
+    if front is not None:
+        try:
+            loaded = yaml.safe_load(front)
+            key_lines = _key_lines(front)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + offset if mark else None
+            raise TaskFileError(
+                shown, f"front matter is not valid YAML: {exc.problem}", line
+            ) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise TaskFileError(shown, "front matter must be a mapping of keys to values", offset)
+        fields = dict(loaded or {})
+        if isinstance(fields.get("tools"), list):
+            fields["tools"] = tuple(fields["tools"])  # type: ignore[arg-type]
+        try:
+            TaskSpec.model_validate({**fields, "text": "x"})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = str(error["loc"][0]) if error["loc"] else ""
+            line = key_lines[key] + offset if key in key_lines else offset
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            raise TaskFileError(
+                shown,
+                f"front matter {key!r}: {message} (known keys: model, max_steps, tools, instructions)",
+                line,
+            ) from exc
+    text = body.strip()
+    if not text:
+        raise TaskFileError(shown, "the task is empty: write what to do below the front matter")
+    model = fields.get("model")
+    if isinstance(model, str) and model.startswith("scripted:") and path is not None:
+        script = Path(model.removeprefix("scripted:"))
+        if not script.is_absolute():
+            fields["model"] = f"scripted:{(path.parent / script).resolve()}"
+    return TaskSpec.model_validate({**fields, "text": text, "path": path})
+
+
+def load_task(path: Path) -> TaskSpec:
+    """Read and parse the task file at ``path``.
+
+    Raises:
+        TaskFileError: it cannot be read or parsed.
+    """
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskFileError(str(path), f"cannot read the task file: {exc}") from exc
+    return parse_task(source, path)

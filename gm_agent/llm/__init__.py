@@ -1,0 +1,30 @@
+"""Language models: one protocol, one module per provider, and test doubles.
+
+A :class:`Model` turns a :class:`ModelRequest` (conversation and tools) into a
+:class:`Move` (text and/or tool calls, with token usage). :func:`make_model`
+builds one from its name; see ``docs/models.md``.
+"""
+
+from __future__ import annotations
+
+from gm_agent.llm._messages import Message, Model, ModelRequest, Move, ToolSpec
+from gm_agent.llm._routing import DEFAULT_LOCAL_MODEL, default_model_name, make_model
+from gm_agent.llm.local import LocalModel, local_model_available
+from gm_agent.llm.openai import OpenAIChatModel
+from gm_agent.llm.scripted import FunctionModel, ScriptedModel
+
+__all__ = [
+    "DEFAULT_LOCAL_MODEL",
+    "FunctionModel",
+    "LocalModel",
+    "Message",
+    "Model",
+    "ModelRequest",
+    "Move",
+    "OpenAIChatModel",
+    "ScriptedModel",
+    "ToolSpec",
+    "default_model_name",
+    "local_model_available",
+    "make_model",
+]

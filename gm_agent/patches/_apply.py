@@ -1,0 +1,121 @@
+"""Planning and applying file changes atomically.
+
+A write is planned against what is on disk (:func:`plan_write`), checked again
+just before it lands, and written through a temporary file in the same
+directory: write, fsync, ``os.replace``, fsync the directory (so the rename
+itself survives a power loss; see rename(2) and fsync(2)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gm_agent.errors import PatchError
+from gm_agent.events import FileChange
+
+__all__ = ["DEFAULT_FILE_MODE", "PlannedChange", "apply_changes", "plan_write", "sha256_hex"]
+
+DEFAULT_FILE_MODE = 0o644
+"""Permission bits of a file a tool creates."""
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """One file's full before and after content.
+
+    Attributes:
+        path: POSIX path relative to the workspace.
+        before: content before, or ``None`` if the file does not exist.
+        after: content after (deletes arrive with the Patches issue).
+        mode: permission bits after the change.
+    """
+
+    path: str
+    before: bytes | None
+    after: bytes
+    mode: int
+
+    def describe(self) -> FileChange:
+        """The journal's record of this change (hashes, not contents)."""
+        return FileChange(
+            path=self.path,
+            op="create" if self.before is None else "modify",
+            before_sha256=None if self.before is None else sha256_hex(self.before),
+            after_sha256=sha256_hex(self.after),
+            mode=self.mode,
+        )
+
+
+def plan_write(workspace: Path, target: Path, content: bytes) -> PlannedChange:
+    """Plan replacing ``target`` (an absolute path inside ``workspace``) with ``content``.
+
+    Raises:
+        PatchError: ``target`` is a directory or cannot be read.
+    """
+    try:
+        info = target.stat()
+    except FileNotFoundError:
+        before, mode = None, DEFAULT_FILE_MODE
+    else:
+        if not stat.S_ISREG(info.st_mode):
+            raise PatchError(f"{target.relative_to(workspace).as_posix()!r} is not a regular file")
+        before, mode = target.read_bytes(), stat.S_IMODE(info.st_mode)
+    return PlannedChange(target.relative_to(workspace).as_posix(), before, content, mode)
+
+
+def _current(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomically(path: Path, content: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".gm-tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def apply_changes(workspace: Path, changes: list[PlannedChange]) -> tuple[FileChange, ...]:
+    """Write ``changes`` to disk, each atomically, after checking none moved since planning.
+
+    Returns:
+        The journal records of the changes, in order.
+
+    Raises:
+        PatchError: a file no longer has its planned ``before`` content (nothing
+            is written then), or the disk refused a write.
+    """
+    for change in changes:
+        if _current(workspace / change.path) != change.before:
+            raise PatchError(f"{change.path!r} changed on disk since it was read; read it again")
+    try:
+        for change in changes:
+            _write_atomically(workspace / change.path, change.after, change.mode)
+    except OSError as exc:
+        raise PatchError(f"cannot write {exc.filename!r}: {exc.strerror}") from exc
+    return tuple(change.describe() for change in changes)

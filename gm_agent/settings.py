@@ -1,0 +1,123 @@
+"""Settings: ``gm.toml`` in the workspace, then the environment, then defaults.
+
+A task's front matter and command-line options override these per run (see
+:mod:`gm_agent.kernel`). Example ``gm.toml``::
+
+    model = "openai:gpt-4.1"
+    max_steps = 30
+
+    [journal]
+    durability = "full"          # full | fast
+
+    [providers.openai]
+    base_url = "http://127.0.0.1:8080/v1"
+
+    [tools]
+    shell_timeout_s = 120
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gm_agent.errors import ConfigError
+
+__all__ = ["JournalSettings", "ProviderSettings", "Settings", "ToolSettings", "load_settings"]
+
+GM_DIR = ".gm"
+JOURNAL_FILE = "journal.db"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class JournalSettings(_Section):
+    """``[journal]``: ``durability`` is ``full`` (synchronous=FULL) or ``fast`` (NORMAL)."""
+
+    durability: Literal["full", "fast"] = "full"
+
+
+class ProviderSettings(_Section):
+    """``[providers.NAME]``: where an OpenAI-compatible provider lives."""
+
+    base_url: str | None = None
+
+
+class ToolSettings(_Section):
+    """``[tools]``: limits of the built-in tools (seconds and bytes)."""
+
+    shell_timeout_s: float = Field(default=120.0, gt=0)
+    shell_max_timeout_s: float = Field(default=1800.0, gt=0)
+    shell_output_cap_bytes: int = Field(default=32_000, ge=1000)
+    read_cap_bytes: int = Field(default=256_000, ge=1000)
+
+
+class Settings(_Section):
+    """Everything configurable about a workspace.
+
+    Attributes:
+        workspace: the project directory; all state is in ``workspace/.gm/``.
+        model: the default model (``provider:model``), or ``None`` for the built-in choice.
+        max_steps: the default step budget of a run.
+    """
+
+    workspace: Path
+    model: str | None = None
+    max_steps: int = Field(default=30, ge=1)
+    journal: JournalSettings = JournalSettings()
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    tools: ToolSettings = ToolSettings()
+
+    @property
+    def journal_path(self) -> Path:
+        """``<workspace>/.gm/journal.db``."""
+        return self.workspace / GM_DIR / JOURNAL_FILE
+
+    def base_url(self, provider: str) -> str | None:
+        """The configured base URL of ``provider``, if any."""
+        found = self.providers.get(provider)
+        return found.base_url if found else None
+
+
+_ENV_BASE_URLS = {"openai": "OPENAI_BASE_URL", "ollama": "OLLAMA_BASE_URL"}
+
+
+def load_settings(workspace: Path, environ: Mapping[str, str]) -> Settings:
+    """Read ``workspace/gm.toml`` (if present) and apply the environment over it.
+
+    Environment: ``GM_MODEL`` (model), ``OPENAI_BASE_URL``, ``OLLAMA_BASE_URL``.
+
+    Raises:
+        ConfigError: gm.toml is not valid TOML or has an unknown or invalid key
+            (the message names the key).
+    """
+    path = workspace / "gm.toml"
+    raw: dict[str, object] = {}
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{str(path)!r} is not valid TOML: {exc}") from exc
+    if environ.get("GM_MODEL"):
+        raw["model"] = environ["GM_MODEL"]
+    providers = dict(raw.get("providers") or {})  # type: ignore[call-overload]
+    for provider, variable in _ENV_BASE_URLS.items():
+        if environ.get(variable):
+            providers[provider] = {
+                **dict(providers.get(provider) or {}),
+                "base_url": environ[variable],
+            }
+    raw["providers"] = providers
+    try:
+        return Settings.model_validate({**raw, "workspace": workspace})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{str(path)!r}: {problems}") from exc

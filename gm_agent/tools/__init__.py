@@ -1,0 +1,36 @@
+"""Tools the model can call, and the registry of built-in ones (see ``docs/tools.md``)."""
+
+from __future__ import annotations
+
+from gm_agent.tools._paths import PROTECTED_DIRS, resolve_in_workspace
+from gm_agent.tools._registry import (
+    FileWrite,
+    Finish,
+    Outcome,
+    Reply,
+    ShellCommand,
+    Tool,
+    ToolContext,
+    ToolRegistry,
+)
+from gm_agent.tools.files import FILE_TOOLS
+from gm_agent.tools.shell import CONTROL_TOOLS, SHELL_TOOLS
+
+__all__ = [
+    "PROTECTED_DIRS",
+    "FileWrite",
+    "Finish",
+    "Outcome",
+    "Reply",
+    "ShellCommand",
+    "Tool",
+    "ToolContext",
+    "ToolRegistry",
+    "builtin_tools",
+    "resolve_in_workspace",
+]
+
+
+def builtin_tools() -> ToolRegistry:
+    """A registry with gm's built-in tools, registered like any third party's would be."""
+    return ToolRegistry([*FILE_TOOLS, *SHELL_TOOLS, *CONTROL_TOOLS])

