@@ -118,6 +118,13 @@ class RunStatusChanged(_Frozen):
     to: RunStatus
     reason: str | None = None
 
+    @classmethod
+    def between(
+        cls, from_: RunStatus, to: RunStatus, reason: str | None = None
+    ) -> RunStatusChanged:
+        """The change ``from_ -> to`` (``from`` is a keyword, so this is the typed constructor)."""
+        return cls.model_validate({"from": from_, "to": to, "reason": reason})
+
 
 class UserMessage(_Frozen):
     """A message from the user to the run (the task itself is the first one)."""

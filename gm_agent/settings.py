@@ -104,20 +104,17 @@ def load_settings(workspace: Path, environ: Mapping[str, str]) -> Settings:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{str(path)!r} is not valid TOML: {exc}") from exc
-    if environ.get("GM_MODEL"):
-        raw["model"] = environ["GM_MODEL"]
-    providers = dict(raw.get("providers") or {})  # type: ignore[call-overload]
-    for provider, variable in _ENV_BASE_URLS.items():
-        if environ.get(variable):
-            providers[provider] = {
-                **dict(providers.get(provider) or {}),
-                "base_url": environ[variable],
-            }
-    raw["providers"] = providers
     try:
-        return Settings.model_validate({**raw, "workspace": workspace})
+        settings = Settings.model_validate({**raw, "workspace": workspace})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{str(path)!r}: {problems}") from exc
+    providers = dict(settings.providers)
+    for provider, variable in _ENV_BASE_URLS.items():
+        if environ.get(variable):
+            providers[provider] = ProviderSettings(base_url=environ[variable])
+    return settings.model_copy(
+        update={"model": environ.get("GM_MODEL") or settings.model, "providers": providers}
+    )

@@ -133,6 +133,7 @@ async def run_shell(
     Cancellation stops the process group the same way and re-raises.
     """
     kept = _HeadTail(output_cap_bytes)
+    timed_out = False
     drained = anyio.Event()
     process = await anyio.open_process(
         ["/bin/sh", "-c", command],

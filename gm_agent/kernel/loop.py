@@ -204,14 +204,14 @@ class Kernel:
         return committed
 
     async def _set_status(self, to: RunStatus, reason: str | None = None) -> None:
-        await self._emit([RunStatusChanged(**{"from": self._state.status}, to=to, reason=reason)])
+        await self._emit([RunStatusChanged.between(self._state.status, to, reason)])
 
     async def _finish(
         self, status: TerminalStatus, *, summary: str | None = None, error: str | None = None
     ) -> None:
         await self._emit(
             [
-                RunStatusChanged(**{"from": self._state.status}, to=status),
+                RunStatusChanged.between(self._state.status, status),
                 RunFinished(status=status, summary=summary, error=error),
             ]
         )

@@ -18,6 +18,7 @@ prompt). Errors name the file and line.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -92,9 +93,9 @@ def parse_task(source: str, path: Path | None = None) -> TaskSpec:
             ) from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise TaskFileError(shown, "front matter must be a mapping of keys to values", offset)
-        fields = dict(loaded or {})
+        fields = cast(dict[str, object], loaded or {})
         if isinstance(fields.get("tools"), list):
-            fields["tools"] = tuple(fields["tools"])  # type: ignore[arg-type]
+            fields["tools"] = tuple(cast(list[object], fields["tools"]))
         try:
             TaskSpec.model_validate({**fields, "text": "x"})
         except ValidationError as exc:

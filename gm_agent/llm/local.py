@@ -198,8 +198,8 @@ class LocalModel:
             raise ModelError(f"{self.name} needs at least one tool to call")
         async with self._lock:
             reply = await anyio.to_thread.run_sync(self._complete, request)
-        choice = reply["choices"][0]
-        usage = reply.get("usage") or {}
+        choice: dict[str, Any] = reply["choices"][0]
+        usage: dict[str, Any] = reply.get("usage") or {}
         turn = 1 + sum(1 for m in request.messages if m.role == "assistant")
         return Move(
             tool_calls=(_decode(choice["message"].get("content") or "", turn),),

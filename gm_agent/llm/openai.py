@@ -9,9 +9,10 @@ chat completion"). This module only maps between that wire format and
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import httpx
+from pydantic import JsonValue
 
 from gm_agent.errors import ModelError, ModelHTTPError
 from gm_agent.events import TokenUsage, ToolCallData
@@ -80,12 +81,13 @@ def encode_request(
 
 
 def _decode_call(index: int, wire: dict[str, Any]) -> ToolCallData:
-    function = wire.get("function") or {}
-    raw_args = function.get("arguments") or "{}"
+    function: dict[str, Any] = wire.get("function") or {}
+    raw = function.get("arguments") or "{}"
+    raw_args = raw if isinstance(raw, str) else json.dumps(raw)
     call_id = str(wire.get("id") or f"call_{index}")
     name = str(function.get("name") or "")
     try:
-        args = json.loads(raw_args) if isinstance(raw_args, str) else raw_args
+        args: object = json.loads(raw_args)
     except json.JSONDecodeError as exc:
         return ToolCallData(
             call_id=call_id,
@@ -98,7 +100,7 @@ def _decode_call(index: int, wire: dict[str, Any]) -> ToolCallData:
             name=name,
             args_error=f"the arguments must be a JSON object, got {raw_args[:200]!r}",
         )
-    return ToolCallData(call_id=call_id, name=name, args=args)
+    return ToolCallData(call_id=call_id, name=name, args=cast(dict[str, JsonValue], args))
 
 
 def decode_response(body: dict[str, Any]) -> Move:
@@ -114,7 +116,7 @@ def decode_response(body: dict[str, Any]) -> Move:
         raise ModelError(
             f"malformed Chat Completions reply (no choices[0].message): {str(body)[:500]}"
         ) from exc
-    usage = body.get("usage") or {}
+    usage: dict[str, Any] = body.get("usage") or {}
     return Move(
         text=message.get("content") or "",
         tool_calls=tuple(

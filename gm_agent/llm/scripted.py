@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Self
+from typing import Self, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
@@ -37,7 +37,7 @@ class _ScriptedCall(BaseModel):
 class _ScriptedMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = ""
-    tool_calls: list[_ScriptedCall] = Field(default_factory=list)
+    tool_calls: list[_ScriptedCall] = []  # pydantic copies mutable defaults
     finish: str | None = None
 
 
@@ -68,7 +68,7 @@ class ScriptedModel:
         """
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw: object = yaml.safe_load(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"cannot read scripted model file {str(path)!r}: {exc}") from exc
         except yaml.YAMLError as exc:
@@ -78,7 +78,8 @@ class ScriptedModel:
         if not isinstance(raw, list):
             raise ConfigError(f"scripted model file {str(path)!r} must be a YAML list of moves")
         moves: list[Move] = []
-        for index, item in enumerate(raw, start=1):
+        items = cast(list[object], raw)
+        for index, item in enumerate(items, start=1):
             try:
                 scripted = _ScriptedMove.model_validate(item)
             except ValidationError as exc:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import pathspec
+from pathspec import GitIgnoreSpec
 from pydantic import BaseModel, ConfigDict, Field
 
 from gm_agent.errors import ToolError
@@ -109,7 +109,7 @@ class SearchArgs(_Args):
 
 def _walk_unignored(root: Path, start: Path) -> Iterator[Path]:
     """Files under ``start``, skipping .git/.gm and what .gitignore files exclude."""
-    specs: list[tuple[Path, pathspec.PathSpec]] = []
+    specs: list[tuple[Path, GitIgnoreSpec]] = []
 
     def ignored(path: Path, is_dir: bool) -> bool:
         for base, spec in specs:
@@ -138,10 +138,8 @@ def _walk_unignored(root: Path, start: Path) -> Iterator[Path]:
                 yield here / name
 
 
-def _load_gitignore(path: Path) -> pathspec.PathSpec:
-    return pathspec.GitIgnoreSpec.from_lines(
-        path.read_text(encoding="utf-8", errors="replace").splitlines()
-    )
+def _load_gitignore(path: Path) -> GitIgnoreSpec:
+    return GitIgnoreSpec.from_lines(path.read_text(encoding="utf-8", errors="replace").splitlines())
 
 
 def search(context: ToolContext, args: SearchArgs) -> Outcome:

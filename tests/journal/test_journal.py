@@ -101,7 +101,7 @@ async def test_projections_follow_the_events(journal: Journal, clock: FakeClock)
     await journal.append([created(clock, "R")])
     await journal.append(
         [
-            new_event(clock, "R", "kernel", RunStatusChanged(**{"from": "created"}, to="running")),
+            new_event(clock, "R", "kernel", RunStatusChanged.between("created", "running")),
             new_event(
                 clock,
                 "R",
@@ -160,7 +160,7 @@ async def test_follow_sees_events_committed_by_another_process(
                     await j.append([new_event(clock, "RUN1", "user", UserMessage(text=f"m{{i}}"))])
                     await anyio.sleep(0.05)
                 await j.append([
-                    new_event(clock, "RUN1", "kernel", RunStatusChanged(**{{"from": "created"}}, to="failed")),
+                    new_event(clock, "RUN1", "kernel", RunStatusChanged.between("created", "failed")),
                     new_event(clock, "RUN1", "kernel", RunFinished(status="failed", error="x")),
                 ])
         anyio.run(main)

@@ -31,7 +31,7 @@ CREATED = RunCreated(
 
 
 def status(from_: RunStatus, to: RunStatus) -> RunStatusChanged:
-    return RunStatusChanged(**{"from": from_}, to=to)
+    return RunStatusChanged.between(from_, to)
 
 
 def test_run_created_sets_the_run_up() -> None:
