@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, assert_never
 
 from gm_agent.events import (
     Event,
+    JobAmbiguous,
+    JobAttemptFailed,
+    JobCancelled,
     JobIntent,
     JobResult,
     ModelResponse,
     PatchApplied,
+    PatchIntent,
     RunCreated,
     RunFinished,
+    RunResumed,
     RunStatusChanged,
     ToolCalled,
     ToolReturned,
@@ -49,6 +54,12 @@ def progress_line(event: Event) -> str | None:
             return f"  {mark} {_short(data.output)}"
         case RunStatusChanged() if data.to == "paused":
             return f"paused: {data.reason or ''}"
+        case RunResumed():
+            return f"resumed run {event.run_id} (it was {data.status})"
+        case JobAmbiguous():
+            return f"  ? {data.message}"
+        case JobAttemptFailed():
+            return f"  ↻ attempt {data.attempt} failed ({_short(data.error, 80)}); retrying in {data.retry_in_ms} ms"
         case RunFinished():
             detail = data.summary if data.status == "succeeded" else data.error
             return f"{data.status}: {detail or ''}"
@@ -79,10 +90,20 @@ def log_line(event: Event) -> str:
             gist = f"{data.job_kind} {'ok' if data.ok else 'failed'} in {data.duration_ms} ms" + (
                 f" ({data.error})" if data.error else ""
             )
-        case PatchApplied():
+        case PatchIntent() | PatchApplied():
             gist = ", ".join(f"{f.op} {f.path}" for f in data.files)
+        case JobAttemptFailed():
+            gist = f"{data.job_kind} attempt {data.attempt}: {_short(data.error, 80)} (retry in {data.retry_in_ms} ms)"
+        case JobAmbiguous():
+            gist = f"{data.job_kind} {data.key}: outcome unknown"
+        case JobCancelled():
+            gist = f"{data.job_kind} {data.key}: {data.reason}"
+        case RunResumed():
+            gist = f"by {data.owner} (was {data.status})"
         case RunFinished():
             gist = f"{data.status}: {data.summary or data.error or ''}"
+        case _:
+            assert_never(data)
     return f"{event.seq:>6}  {event.at[11:23]}  {event.kind:<18} {gist}"
 
 
@@ -90,8 +111,9 @@ def run_line(run: RunRow) -> str:
     """One line of ``gm runs``."""
     task = _short(run.task.strip().splitlines()[0] if run.task.strip() else "", 50)
     tokens = run.input_tokens + run.output_tokens
+    status = "orphaned" if run.orphaned else run.status
     return (
-        f"{run.run_id}  {run.status:<10} {run.steps:>5} {tokens:>8}  "
+        f"{run.run_id}  {status:<10} {run.steps:>5} {tokens:>8}  "
         f"{run.created_at[:19].replace('T', ' ')}  {_short(run.model, 24):<24}  {task}"
     )
 

@@ -47,7 +47,8 @@ def _run_async(function: Callable[[], Awaitable[T]]) -> T:
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo(
-            "gm: interrupted; the run is paused and everything so far is in the journal", err=True
+            "gm: interrupted; everything so far is in the journal (continue with `gm resume`)",
+            err=True,
         )
         sys.exit(EXIT_INTERRUPTED)
 
@@ -57,7 +58,7 @@ async def _open_journal(workspace: Path) -> Journal:
     from gm_agent.settings import load_settings
 
     settings = load_settings(workspace, os.environ)
-    return await Journal.open(settings.journal_path, create=False)
+    return await Journal.open(settings.journal_path, read_only=True)
 
 
 def _json_line(event: Event) -> str:
@@ -103,16 +104,9 @@ def run(
     Exit codes: 0 succeeded, 1 failed, 2 usage or input error, 3 waiting for a
     human, 130 interrupted (the run is paused).
     """
-    from gm_agent._render import progress_line
     from gm_agent.kernel import run_task
 
-    def observe(event: Event) -> None:
-        if as_json:
-            click.echo(_json_line(event))
-            return
-        line = progress_line(event)
-        if line is not None:
-            click.echo(line)
+    observe = _observer(as_json)
 
     def announce(run_id: str) -> None:
         if not as_json:
@@ -132,6 +126,64 @@ def run(
         )
     )
     sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option(
+    "--all", "resume_all", is_flag=True, help="Resume every paused or orphaned run, oldest first."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print each event as one JSON line as it is committed."
+)
+@click.pass_context
+def resume(ctx: click.Context, run_ref: str | None, resume_all: bool, as_json: bool) -> None:
+    """Continue RUN (default `last`) after an interrupt or a crash.
+
+    Side effects recorded as done are never repeated: their results are served
+    from the journal. A command cut off mid-way is reported to the model as
+    "outcome unknown" (job.ambiguous). Exit codes as for `gm run`; 2 when
+    another live process is executing the run.
+    """
+    from gm_agent.kernel import resumable_runs, resume_run
+
+    if resume_all and run_ref:
+        raise click.UsageError("give a RUN or --all, not both")
+    workspace = _workspace(ctx)
+    observe = _observer(as_json)
+    if not resume_all:
+        outcome = _run_async(
+            lambda: resume_run(
+                run_ref or "last", workspace=workspace, environ=os.environ, observer=observe
+            )
+        )
+        sys.exit(outcome.exit_code)
+    run_ids = _run_async(lambda: resumable_runs(workspace, os.environ))
+    if not run_ids:
+        click.echo("nothing to resume: no paused or orphaned runs", err=True)
+    exit_code = 0
+    for run_id in run_ids:
+        outcome = _run_async(
+            lambda run_id=run_id: resume_run(
+                run_id, workspace=workspace, environ=os.environ, observer=observe
+            )
+        )
+        exit_code = max(exit_code, outcome.exit_code)
+    sys.exit(exit_code)
+
+
+def _observer(as_json: bool) -> Callable[[Event], None]:
+    from gm_agent._render import progress_line
+
+    def observe(event: Event) -> None:
+        if as_json:
+            click.echo(_json_line(event))
+            return
+        line = progress_line(event)
+        if line is not None:
+            click.echo(line)
+
+    return observe
 
 
 @main.command()

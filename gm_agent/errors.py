@@ -6,16 +6,19 @@ Every error gm_agent raises on purpose derives from :class:`GmAgentError`::
     ├── UserError                 misuse the user can fix (exit code 2)
     │   ├── ConfigError           gm.toml, environment or --model is wrong
     │   ├── TaskFileError         task.md cannot be read or parsed (names the line)
-    │   └── RunNotFound           a RUN argument matches no run, or several
+    │   ├── RunNotFound           a RUN argument matches no run, or several
+    │   └── RunLeased             another live process is executing the run
     ├── JournalError              the journal cannot be used
     │   ├── JournalCorrupt        the file is not a readable gm journal
-    │   └── JournalSchemaTooNew   written by a newer gm_agent; refused unmodified
+    │   ├── JournalSchemaTooNew   written by a newer gm_agent; refused unmodified
+    │   └── LeaseLost             another process took the run over while we ran it
     ├── ToolError                 a tool call failed; the model sees the message
     │   └── PathOutsideWorkspace  a path escapes the workspace or hits .gm/ .git/
     ├── JobError                  a side effect could not be carried out
     ├── PatchError                a file change could not be applied
     ├── ModelError                the model could not produce a move
     │   ├── ModelHTTPError        a provider answered with an HTTP error
+    │   ├── ModelConnectionError  the provider could not be reached (retryable)
     │   └── ScriptExhausted       a scripted model has no move left
     ├── IllegalTransition         a run state change not in the table (a bug)
     └── ReplayDivergence          replay met an event the code would not produce
@@ -24,6 +27,10 @@ Errors a model causes (a bad tool argument, a path outside the workspace) are
 :class:`ToolError` and are reported back to the model; the run goes on. Errors
 in gm_agent itself are raised. Messages name the thing with ``!r`` and say what
 to do.
+
+An error worth retrying has ``retryable = True`` and may carry
+``retry_after_s`` (seconds the server asked us to wait); the job runner reads
+both and nothing else.
 """
 
 from __future__ import annotations
@@ -36,11 +43,14 @@ __all__ = [
     "JournalCorrupt",
     "JournalError",
     "JournalSchemaTooNew",
+    "LeaseLost",
+    "ModelConnectionError",
     "ModelError",
     "ModelHTTPError",
     "PatchError",
     "PathOutsideWorkspace",
     "ReplayDivergence",
+    "RunLeased",
     "RunNotFound",
     "ScriptExhausted",
     "TaskFileError",
@@ -51,6 +61,9 @@ __all__ = [
 
 class GmAgentError(Exception):
     """Root of every error gm_agent raises on purpose."""
+
+    retryable: bool = False
+    retry_after_s: float | None = None
 
 
 class UserError(GmAgentError):
@@ -80,6 +93,23 @@ class RunNotFound(UserError):
     """A run reference (id, prefix or ``last``) matches no run, or several."""
 
 
+class RunLeased(UserError):
+    """Another live process holds the run's lease.
+
+    Attributes:
+        holder: the lease owner, ``host:pid:nonce``.
+        expires_at: when the lease runs out unless renewed (RFC 3339 UTC).
+    """
+
+    def __init__(self, run_id: str, holder: str, expires_at: str) -> None:
+        super().__init__(
+            f"run {run_id} is being executed by {holder} (lease renewed until {expires_at}); "
+            f"watch it with `gm log {run_id} --follow`, or stop that process first"
+        )
+        self.holder = holder
+        self.expires_at = expires_at
+
+
 class JournalError(GmAgentError):
     """The journal cannot be opened, read or written."""
 
@@ -103,6 +133,10 @@ class JournalSchemaTooNew(JournalError):
         )
         self.found = found
         self.supported = supported
+
+
+class LeaseLost(JournalError):
+    """Our lease on a run expired and another process took it; we must stop at once."""
 
 
 class ToolError(GmAgentError):
@@ -133,9 +167,16 @@ class ModelHTTPError(ModelError):
         body: the response body as text (truncated to 2,000 characters).
     """
 
-    def __init__(self, provider: str, status: int, body: str) -> None:
+    RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+    """Statuses worth retrying: timeouts, rate limits, server errors, and Anthropic's 529 overload."""
+
+    def __init__(
+        self, provider: str, status: int, body: str, retry_after_s: float | None = None
+    ) -> None:
         self.status = status
         self.body = body[:2000]
+        self.retryable = status in self.RETRYABLE_STATUSES
+        self.retry_after_s = retry_after_s
         hint = {
             401: "check the API key",
             403: "check the API key's permissions",
@@ -143,6 +184,12 @@ class ModelHTTPError(ModelError):
             429: "rate limited; wait or lower the request rate",
         }.get(status, "see the provider's message above")
         super().__init__(f"{provider} answered HTTP {status}: {self.body}; {hint}")
+
+
+class ModelConnectionError(ModelError):
+    """The provider could not be reached or did not answer in time. Retryable."""
+
+    retryable = True
 
 
 class ScriptExhausted(ModelError):

@@ -23,16 +23,22 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 from gm_agent.clock import Clock, format_timestamp
 
 __all__ = [
+    "JOB_OUTPUT_CAP_BYTES",
     "AnyEventData",
     "Event",
     "EventSource",
     "FileChange",
+    "JobAmbiguous",
+    "JobAttemptFailed",
+    "JobCancelled",
     "JobIntent",
     "JobResult",
     "ModelResponse",
     "PatchApplied",
+    "PatchIntent",
     "RunCreated",
     "RunFinished",
+    "RunResumed",
     "RunStatus",
     "RunStatusChanged",
     "TerminalStatus",
@@ -52,6 +58,9 @@ RunStatus = Literal["created", "running", "waiting", "paused", "succeeded", "fai
 """A run's status; the legal moves between them are in :mod:`gm_agent.kernel`."""
 
 TerminalStatus = Literal["succeeded", "failed", "cancelled"]
+
+JOB_OUTPUT_CAP_BYTES = 4096
+"""Most bytes of a job's output kept in its ``job.result`` event; the rest is in a blob."""
 
 
 class _Frozen(BaseModel):
@@ -93,6 +102,7 @@ class FileChange(_Frozen):
     before_sha256: str | None
     after_sha256: str | None
     mode: int | None = None
+    size: int | None = None
 
 
 class RunCreated(_Frozen):
@@ -189,13 +199,16 @@ class JobIntent(_Frozen):
     args_digest: str
     idempotent: bool
     args: dict[str, JsonValue] = Field(default_factory=dict)
+    call_id: str | None = None
 
 
 class JobResult(_Frozen):
     """A side effect finished; committed before anything depends on it.
 
-    ``duration_ms`` is wall time in milliseconds; ``exit_code`` is set for
-    processes; ``error`` says why ``ok`` is false.
+    ``duration_ms`` is wall time in milliseconds over all attempts;
+    ``exit_code`` is set for processes; ``error`` says why ``ok`` is false.
+    ``output`` holds at most :data:`JOB_OUTPUT_CAP_BYTES`; when the whole output
+    was longer it is stored as a blob whose sha256 is ``output_blob``.
     """
 
     kind: Literal["job.result"] = "job.result"
@@ -209,6 +222,56 @@ class JobResult(_Frozen):
     exit_code: int | None = None
     duration_ms: int = 0
     attempts: int = 1
+    output_blob: str | None = None
+
+
+class JobAttemptFailed(_Frozen):
+    """One attempt of a job failed in a way worth retrying; the next starts in ``retry_in_ms``."""
+
+    kind: Literal["job.attempt_failed"] = "job.attempt_failed"
+    v: int = 1
+    job_id: str
+    key: str
+    job_kind: str
+    attempt: int
+    error: str
+    retry_in_ms: int
+
+
+class JobAmbiguous(_Frozen):
+    """After a crash, a non-idempotent job had an intent and no result: its outcome is unknown."""
+
+    kind: Literal["job.ambiguous"] = "job.ambiguous"
+    v: int = 1
+    job_id: str
+    key: str
+    job_kind: str
+    message: str
+
+
+class JobCancelled(_Frozen):
+    """A job was stopped while running (interrupt or cancel); it may have partly run."""
+
+    kind: Literal["job.cancelled"] = "job.cancelled"
+    v: int = 1
+    job_id: str
+    key: str
+    job_kind: str
+    reason: str
+
+
+class PatchIntent(_Frozen):
+    """A set of file changes is about to be written; their contents are already blobs.
+
+    A crash before the matching ``patch.applied`` is reconciled on recovery by
+    comparing each file's hash with ``before_sha256`` and ``after_sha256``.
+    """
+
+    kind: Literal["patch.intent"] = "patch.intent"
+    v: int = 1
+    patch_id: str
+    call_id: str | None = None
+    files: tuple[FileChange, ...]
 
 
 class PatchApplied(_Frozen):
@@ -219,6 +282,19 @@ class PatchApplied(_Frozen):
     patch_id: str
     call_id: str | None = None
     files: tuple[FileChange, ...]
+
+
+class RunResumed(_Frozen):
+    """A process took over the run after it stopped (crash, interrupt) and reconciled it.
+
+    ``owner`` is the new lease holder (``host:pid:nonce``); ``status`` what the
+    run was found in.
+    """
+
+    kind: Literal["run.resumed"] = "run.resumed"
+    v: int = 1
+    owner: str
+    status: RunStatus
 
 
 class RunFinished(_Frozen):
@@ -240,7 +316,12 @@ AnyEventData = Annotated[
     | ToolReturned
     | JobIntent
     | JobResult
+    | JobAttemptFailed
+    | JobAmbiguous
+    | JobCancelled
+    | PatchIntent
     | PatchApplied
+    | RunResumed
     | RunFinished,
     Field(discriminator="kind"),
 ]
@@ -303,12 +384,20 @@ def event_from_record(record: dict[str, Any]) -> Event:
             causation_id`` and ``data`` (a dict).
 
     Raises:
-        pydantic.ValidationError: the record does not describe a known event.
+        ValueError: the record does not describe a known event (a
+            ``pydantic.ValidationError``), or its version is newer than this code.
     """
     data = dict(record["data"])
     if "kind" in data:  # a job's own kind; see Event.payload
         data["job_kind"] = data.pop("kind")
     data.update(kind=record["kind"], v=record["v"])
+    parsed = _DATA_ADAPTER.validate_python(data)
+    known = type(parsed).model_fields["v"].default
+    if record["v"] > known:
+        raise ValueError(
+            f"event {record['id']!r} is {record['kind']!r} version {record['v']}, "
+            f"but this gm_agent reads up to version {known}; upgrade gm_agent"
+        )
     return Event(
         seq=record.get("seq"),
         id=record["id"],
@@ -316,7 +405,7 @@ def event_from_record(record: dict[str, Any]) -> Event:
         at=record["at"],
         source=record["source"],
         causation_id=record.get("causation_id"),
-        data=_DATA_ADAPTER.validate_python(data),
+        data=parsed,
     )
 
 

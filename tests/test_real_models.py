@@ -32,7 +32,7 @@ def assert_a_real_run(workspace: Path, printed: list[dict[str, object]]) -> list
     assert isinstance(finished, dict) and finished["status"] in ("succeeded", "failed")
     called = [e for e in logged if e["kind"] == "tool.called"]
     returned = [e for e in logged if e["kind"] == "tool.returned"]
-    assert called and len(returned) == len(called)
+    assert called and len(returned) == len(called)  # every call was carried out and answered
     responses = [e["data"] for e in logged if e["kind"] == "model.response"]
     assert all(r["usage"]["input_tokens"] > 0 for r in responses)  # type: ignore[index]
     assert len(responses) <= 4  # the task's max_steps
@@ -44,6 +44,10 @@ def test_the_hello_example_runs_on_the_embedded_local_model(workspace: Path) -> 
     assert result.returncode in (0, 1), result.stderr
     logged = assert_a_real_run(workspace, [json.loads(line) for line in result.stdout.splitlines()])
     assert logged[0]["data"]["model"] == "local:smollm2"  # type: ignore[index]
+    # In process the model is greedy (temperature 0) and grammar-constrained: its
+    # write_file call is valid and really changes the workspace.
+    assert "patch.applied" in [e["kind"] for e in logged]
+    assert (workspace / "hello.txt").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from gm_agent.jobs._protocol import (
-    Emit,
-    JobOutcome,
-    JobSpec,
-    args_digest,
-    idempotency_key,
-    run_job,
-)
+from gm_agent.jobs._protocol import JobOutcome, JobSpec, args_digest, idempotency_key
+from gm_agent.jobs._runner import Emit, JobRunner, RetryPolicy
 from gm_agent.jobs.shell import ShellResult, run_shell, scrub_env
 
 __all__ = [
     "Emit",
     "JobOutcome",
+    "JobRunner",
     "JobSpec",
+    "RetryPolicy",
     "ShellResult",
     "args_digest",
     "idempotency_key",
-    "run_job",
     "run_shell",
     "scrub_env",
 ]

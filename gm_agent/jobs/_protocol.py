@@ -1,29 +1,24 @@
-"""The job protocol: intent committed before the effect, result after it.
+"""What a job is: its identity (idempotency key), its spec and its outcome.
 
-A job is one side effect (a model request, a shell command). :func:`run_job`
-commits ``job.intent``, runs the effect, then commits ``job.result`` together
-with the events the effect produced (for a model request, ``model.response``),
-so nothing can depend on a result that is not yet durable.
+A job is one side effect (a model request, a shell command). The runner
+(:mod:`gm_agent.jobs._runner`) commits ``job.intent`` before the effect and
+``job.result`` after it, together with the events the effect produced (for a
+model request, ``model.response``), so nothing depends on an unrecorded result.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import JsonValue
 
-from gm_agent.clock import Clock
-from gm_agent.errors import GmAgentError
-from gm_agent.events import AnyEventData, JobIntent, JobResult
+from gm_agent.events import AnyEventData
 
-__all__ = ["Emit", "JobOutcome", "JobSpec", "args_digest", "idempotency_key", "run_job"]
-
-Emit = Callable[[Sequence[AnyEventData]], Awaitable[None]]
-"""Commit event payloads to the run's journal, in one transaction, in order."""
+__all__ = ["JobOutcome", "JobSpec", "args_digest", "idempotency_key"]
 
 
 def args_digest(args: Mapping[str, Any]) -> str:
@@ -52,6 +47,7 @@ class JobSpec:
         kind: ``model``, ``shell``, ...
         args: JSON-safe arguments, journaled with the intent.
         idempotent: whether running it twice is harmless.
+        call_id: the tool call it carries out, if any.
     """
 
     job_id: str
@@ -59,6 +55,7 @@ class JobSpec:
     kind: str
     args: dict[str, JsonValue]
     idempotent: bool
+    call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,44 +67,3 @@ class JobOutcome:
     error: str | None = None
     exit_code: int | None = None
     extra: tuple[AnyEventData, ...] = field(default=())
-
-
-async def run_job(
-    spec: JobSpec, effect: Callable[[], Awaitable[JobOutcome]], emit: Emit, clock: Clock
-) -> JobOutcome:
-    """Run one job under the protocol.
-
-    Commits ``job.intent``, awaits ``effect``, then commits ``outcome.extra`` and
-    ``job.result`` in one transaction. A :class:`GmAgentError` from the effect
-    becomes a failed outcome; any other exception (a bug, a cancellation)
-    propagates with the intent left open, for recovery to reconcile.
-    """
-    await emit(
-        [
-            JobIntent(
-                job_id=spec.job_id,
-                key=spec.key,
-                job_kind=spec.kind,
-                args_digest=args_digest(spec.args),
-                idempotent=spec.idempotent,
-                args=spec.args,
-            )
-        ]
-    )
-    started = clock.monotonic()
-    try:
-        outcome = await effect()
-    except GmAgentError as exc:
-        outcome = JobOutcome(ok=False, error=str(exc))
-    result = JobResult(
-        job_id=spec.job_id,
-        key=spec.key,
-        job_kind=spec.kind,
-        ok=outcome.ok,
-        output=outcome.output,
-        error=outcome.error,
-        exit_code=outcome.exit_code,
-        duration_ms=round((clock.monotonic() - started) * 1000),
-    )
-    await emit([*outcome.extra, result])
-    return outcome

@@ -19,23 +19,52 @@ from pathlib import Path
 import anyio
 from anyio.abc import Process
 
-__all__ = ["DEFAULT_GRACE_S", "ShellResult", "cap_output", "run_shell", "scrub_env"]
+__all__ = [
+    "DEFAULT_GRACE_S",
+    "ShellResult",
+    "cap_output",
+    "is_secret_name",
+    "run_shell",
+    "scrub_env",
+]
 
 DEFAULT_GRACE_S = 2.0
 """Seconds between SIGTERM and SIGKILL when a command is stopped."""
 
-_SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_?KEY)", re.I)
+GROUP_POLL_S = 0.02
+"""How often to look whether a stopped process group is empty yet."""
+
+_SECRET_WORDS = frozenset(
+    {
+        "KEY", "KEYS", "APIKEY", "TOKEN", "TOKENS", "SECRET", "SECRETS", "PASSWORD",
+        "PASSWD", "PASS", "CREDENTIAL", "CREDENTIALS", "AUTH", "COOKIE", "SESSION", "DSN",
+    }
+)  # fmt: skip
+_SECRET_SUBSTRINGS = re.compile(
+    r"API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|DATABASE_URL|SECRET|TOKEN|PASSWORD", re.I
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an environment variable's name looks like it holds a secret.
+
+    True when one of its ``_``-separated words is KEY, TOKEN, SECRET, PASSWORD,
+    PASSWD, PASS, CREDENTIAL(S), AUTH, COOKIE, SESSION or DSN, or when it contains
+    API_KEY, PRIVATE_KEY, ACCESS_KEY, DATABASE_URL, SECRET, TOKEN or PASSWORD
+    (any case): ``OPENAI_API_KEY``, ``AZURE_OPENAI_KEY``, ``AWS_ACCESS_KEY_ID``,
+    ``GITHUB_TOKEN``, ``SSH_AUTH_SOCK``, ``DATABASE_URL``, ``NPM_AUTH``...
+    """
+    words = set(name.upper().split("_"))
+    return bool(words & _SECRET_WORDS) or bool(_SECRET_SUBSTRINGS.search(name))
 
 
 def scrub_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``environ`` without variables whose names look like secrets.
+    """A copy of ``environ`` without the variables :func:`is_secret_name` flags.
 
-    A name is a secret's when it contains API_KEY, TOKEN, SECRET, PASSWORD,
-    PASSWD, CREDENTIAL or PRIVATE_KEY (any case), e.g. ``OPENAI_API_KEY``,
-    ``GITHUB_TOKEN``, ``AWS_SECRET_ACCESS_KEY`` (ARCHITECTURE.md: secrets never
-    reach a tool's environment).
+    ARCHITECTURE.md: secrets never reach a tool's environment. A deny-list rather
+    than an allow-list, so toolchains keep ``JAVA_HOME``, ``GOPATH``, ``CARGO_HOME``.
     """
-    return {k: v for k, v in environ.items() if not _SECRET_NAME.search(k)}
+    return {k: v for k, v in environ.items() if not is_secret_name(k)}
 
 
 class _HeadTail:
@@ -102,10 +131,24 @@ def _signal_group(process: Process, sig: signal.Signals) -> None:
         pass
 
 
+def _group_alive(process: Process) -> bool:
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 async def _stop_group(process: Process, grace_s: float) -> None:
+    """SIGTERM the whole group, give every member ``grace_s`` seconds, then SIGKILL."""
     _signal_group(process, signal.SIGTERM)
     with anyio.move_on_after(grace_s, shield=True):
         await process.wait()
+        # The leader may be gone while its children clean up; nothing signals an empty group.
+        while _group_alive(process):  # noqa: ASYNC110
+            await anyio.sleep(GROUP_POLL_S)
     _signal_group(process, signal.SIGKILL)
     with anyio.CancelScope(shield=True):
         await process.wait()
@@ -164,6 +207,8 @@ async def run_shell(
             tg.cancel_scope.cancel()
     finally:
         await _stop_group(process, grace_s)
+        with anyio.CancelScope(shield=True):
+            await process.aclose()  # closes the pipe even if a grandchild still holds it
     output, truncated = kept.text()
     exit_code = process.returncode
     return ShellResult(exit_code=exit_code, output=output, timed_out=timed_out, truncated=truncated)

@@ -13,6 +13,9 @@ import aiosqlite
 
 from gm_agent.events import (
     Event,
+    JobAmbiguous,
+    JobAttemptFailed,
+    JobCancelled,
     JobIntent,
     JobResult,
     ModelResponse,
@@ -55,6 +58,13 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
                 "attempts = attempts + 1",
                 (data.job_id, event.run_id, data.key, data.job_kind, seq),
             )
+        case JobAttemptFailed():
+            await conn.execute(
+                "UPDATE jobs SET attempts = ? WHERE job_id = ?", (data.attempt + 1, data.job_id)
+            )
+        case JobAmbiguous() | JobCancelled():
+            status = "ambiguous" if isinstance(data, JobAmbiguous) else "cancelled"
+            await conn.execute("UPDATE jobs SET status = ? WHERE job_id = ?", (status, data.job_id))
         case JobResult():
             await conn.execute(
                 "UPDATE jobs SET status = ?, attempts = ?, result_seq = ? WHERE job_id = ?",

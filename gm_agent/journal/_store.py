@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
+import errno
 import hashlib
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+import urllib.parse
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
 import aiosqlite
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from gm_agent.clock import Clock, SystemClock
-from gm_agent.errors import JournalCorrupt, JournalError, JournalSchemaTooNew, RunNotFound
+from gm_agent.clock import Clock, SystemClock, format_timestamp
+from gm_agent.errors import (
+    JournalCorrupt,
+    JournalError,
+    JournalSchemaTooNew,
+    LeaseLost,
+    RunLeased,
+    RunNotFound,
+)
 from gm_agent.events import Event, RunStatus, event_from_record
+from gm_agent.journal._leases import owner_alive
 from gm_agent.journal._projections import encode_payload, project
 from gm_agent.journal._schema import LATEST_VERSION, MIGRATIONS
 
@@ -31,6 +44,7 @@ BUSY_TIMEOUT_MS = 5000
 """How long a writer waits for another process's write transaction, in ms."""
 
 _CORRUPT_CODES = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+
 _EVENT_COLUMNS = "seq, id, run_id, kind, v, at, source, causation_id, data"
 
 
@@ -53,6 +67,14 @@ class RunRow(BaseModel):
     output_tokens: int
     summary: str | None
     error: str | None
+    lease_owner: str | None = None
+    lease_expires_at: str | None = None
+    orphaned: bool = False
+    """Live status (running, waiting) but no live process holds its lease: resume it."""
+
+
+_RUN_FIELDS = tuple(name for name in RunRow.model_fields if name != "orphaned")
+_RUN_COLUMNS = ", ".join(_RUN_FIELDS)
 
 
 def _translate(path: Path, exc: sqlite3.Error) -> JournalError:
@@ -91,7 +113,7 @@ def _row_to_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
                 "data": json.loads(data),
             }
         )
-    except (ValidationError, json.JSONDecodeError) as exc:
+    except (ValueError, json.JSONDecodeError) as exc:
         raise JournalCorrupt(f"event seq {seq} ({kind!r}) cannot be read: {exc}") from exc
 
 
@@ -119,6 +141,7 @@ class Journal:
         durability: Durability = "full",
         clock: Clock | None = None,
         create: bool = True,
+        read_only: bool = False,
     ) -> Self:
         """Open (and create or migrate) the journal at ``path``.
 
@@ -127,40 +150,75 @@ class Journal:
             durability: ``full`` (default) or ``fast``; see :data:`Durability`.
             clock: used by :meth:`follow` to sleep between polls.
             create: when false, a missing file raises instead of being created.
+            read_only: open for reading only (``gm log``, ``gm runs``): nothing is
+                ever written, not even a pragma.
 
         Raises:
-            JournalCorrupt: the file is not an SQLite database or not a gm journal.
+            JournalCorrupt: the file is not an SQLite database, not a gm journal,
+                or fails SQLite's ``quick_check`` (checked before a writer's first write).
             JournalSchemaTooNew: the file was written by a newer gm_agent.
             JournalError: the file is missing (``create=False``) or unusable.
 
-        A refused file is never modified: its version and shape are checked
-        before any pragma or migration writes to it.
+        A refused file is never modified: its version, shape and integrity are
+        checked before any pragma or migration writes to it.
         """
         path = Path(path)
-        if not path.exists():
-            if not create:
-                raise JournalError(
-                    f"no journal at {str(path)!r}; run `gm run TASK` in this workspace first"
-                )
-            path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)
         try:
-            await cls._check(path, conn)
-            await cls._set_pragmas(path, conn, durability)
-            await cls._migrate(path, conn)
+            if not path.exists():
+                if not create or read_only:
+                    raise JournalError(
+                        f"no journal at {str(path)!r}; run `gm run TASK` in this workspace first"
+                    )
+                path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():  # refused here: aiosqlite leaks a thread when connect fails
+                raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+            if read_only:
+                uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+                conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+            else:
+                conn = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open the journal {str(path)!r}: {exc}") from exc
+        try:
+            await cls._check(path, conn, integrity=not read_only)
+            if read_only:
+                await cls._require_current(path, conn)
+                await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            else:
+                await cls._set_pragmas(path, conn, durability)
+                await cls._migrate(path, conn)
         except BaseException:
             await conn.close()
             raise
         return cls(path, conn, clock or SystemClock())
 
     @staticmethod
-    async def _check(path: Path, conn: aiosqlite.Connection) -> None:
-        """Refuse, without writing, a file that is not a journal we can read."""
+    async def _require_current(path: Path, conn: aiosqlite.Connection) -> None:
+        version = (await _fetchone(conn, "PRAGMA user_version"))[0]
+        if version < LATEST_VERSION:
+            raise JournalError(
+                f"{str(path)!r} has an older schema (version {version}); "
+                "run any gm command that writes (e.g. `gm run`) to upgrade it"
+            )
+
+    @staticmethod
+    async def _check(path: Path, conn: aiosqlite.Connection, *, integrity: bool) -> None:
+        """Refuse, without writing, a file that is not a journal we can read.
+
+        With ``integrity``, also run ``PRAGMA quick_check`` (O(file size); SQLite
+        docs, "quick_check"), so a damaged page is found before we append to it.
+        """
         try:
             version = (await _fetchone(conn, "PRAGMA user_version"))[0]
             tables = {r[0] for r in await conn.execute_fetchall("SELECT name FROM sqlite_master")}
+            verdict = (await _fetchone(conn, "PRAGMA quick_check(1)"))[0] if integrity else "ok"
         except sqlite3.Error as exc:
             raise _translate(path, exc) from exc
+        if verdict != "ok":
+            raise JournalCorrupt(
+                f"{str(path)!r} is damaged (SQLite quick_check: {verdict}); it was not modified. "
+                "Move it aside to start a new journal, or restore it from a backup"
+            )
         if version > LATEST_VERSION:
             raise JournalSchemaTooNew(str(path), version, LATEST_VERSION)
         if version == 0 and tables:
@@ -193,18 +251,13 @@ class Journal:
         try:
             version = (await _fetchone(conn, "PRAGMA user_version"))[0]
             for number in range(version + 1, LATEST_VERSION + 1):
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
+                async with _transaction(conn):
                     # Another process may have migrated while we waited for the lock.
                     current = (await _fetchone(conn, "PRAGMA user_version"))[0]
                     if current < number:
                         for statement in MIGRATIONS[number - 1]:
                             await conn.execute(statement)
                         await conn.execute(f"PRAGMA user_version={number}")
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    await conn.execute("ROLLBACK")
-                    raise
                 log.debug("journal %s: migrated to schema version %d", path, number)
         except sqlite3.Error as exc:
             raise _translate(path, exc) from exc
@@ -244,8 +297,7 @@ class Journal:
         """
         committed: list[Event] = []
         try:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with _transaction(self._conn):
                 for blob in blobs:
                     await self._conn.execute(
                         "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?, ?, ?)",
@@ -253,12 +305,12 @@ class Journal:
                     )
                 for event in events:
                     committed.append(await self._insert(event))
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise _translate(self.path, exc) from exc
+        except UnicodeEncodeError as exc:
+            raise JournalError(
+                f"an event holds text that is not valid Unicode ({exc}); a bug"
+            ) from exc
         return committed
 
     async def _insert(self, event: Event) -> Event:
@@ -352,11 +404,84 @@ class Journal:
         return bytes(row[0])
 
     async def list_runs(self) -> list[RunRow]:
-        """Every run, newest first, from the ``runs`` projection."""
+        """Every run, newest first, from the ``runs`` projection (``orphaned`` computed now)."""
         rows = await self._conn.execute_fetchall(
-            f"SELECT {', '.join(RunRow.model_fields)} FROM runs ORDER BY created_at DESC, run_id DESC"
+            f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY created_at DESC, run_id DESC"
         )
-        return [RunRow(**dict(zip(RunRow.model_fields, row, strict=True))) for row in rows]
+        return [self._run_row(row) for row in rows]
+
+    def _run_row(self, row: sqlite3.Row) -> RunRow:
+        fields = dict(zip(_RUN_FIELDS, row, strict=True))
+        live = fields["status"] in ("running", "waiting")
+        owner, expires = fields["lease_owner"], fields["lease_expires_at"]
+        held = owner is not None and not self._lease_free(owner, expires)
+        return RunRow(**fields, orphaned=live and not held)
+
+    def _lease_free(self, owner: str | None, expires_at: str | None) -> bool:
+        if owner is None or expires_at is None:
+            return True
+        return expires_at <= format_timestamp(self._clock.now()) or not owner_alive(owner)
+
+    # -- leases --------------------------------------------------------------
+
+    async def acquire_lease(self, run_id: str, owner: str, ttl_s: float) -> None:
+        """Take the lease on ``run_id`` for ``ttl_s`` seconds.
+
+        Succeeds when the lease is free (no owner, expired, or its owner's process
+        is gone) or already ours.
+
+        Raises:
+            RunNotFound: no such run.
+            RunLeased: another live process holds it (the message names it).
+        """
+        try:
+            async with _transaction(self._conn):
+                row = await _fetchone_or_none(
+                    self._conn,
+                    "SELECT lease_owner, lease_expires_at FROM runs WHERE run_id = ?",
+                    (run_id,),
+                )
+                if row is None:
+                    raise RunNotFound(f"no run {run_id!r} in this workspace; see `gm runs`")
+                holder, expires = row[0], row[1]
+                if holder not in (None, owner) and not self._lease_free(holder, expires):
+                    raise RunLeased(run_id, holder, expires)
+                await self._conn.execute(
+                    "UPDATE runs SET lease_owner = ?, lease_expires_at = ? WHERE run_id = ?",
+                    (owner, self._expiry(ttl_s), run_id),
+                )
+        except sqlite3.Error as exc:
+            raise _translate(self.path, exc) from exc
+
+    async def renew_lease(self, run_id: str, owner: str, ttl_s: float) -> None:
+        """Extend our lease by ``ttl_s`` seconds from now.
+
+        Raises:
+            LeaseLost: the lease is no longer ours (it expired and was taken).
+        """
+        try:
+            cursor = await self._conn.execute(
+                "UPDATE runs SET lease_expires_at = ? WHERE run_id = ? AND lease_owner = ?",
+                (self._expiry(ttl_s), run_id, owner),
+            )
+        except sqlite3.Error as exc:
+            raise _translate(self.path, exc) from exc
+        if cursor.rowcount != 1:
+            raise LeaseLost(f"the lease on run {run_id} was taken by another process; stopping")
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        """Give the lease up, if it is still ours."""
+        try:
+            await self._conn.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE run_id = ? AND lease_owner = ?",
+                (run_id, owner),
+            )
+        except sqlite3.Error as exc:
+            raise _translate(self.path, exc) from exc
+
+    def _expiry(self, ttl_s: float) -> str:
+        return format_timestamp(self._clock.now() + _dt.timedelta(seconds=ttl_s))
 
     async def get_run(self, run_id: str) -> RunRow:
         """One run's row from the ``runs`` projection.
@@ -365,13 +490,11 @@ class Journal:
             RunNotFound: no run has that id.
         """
         row = await _fetchone_or_none(
-            self._conn,
-            f"SELECT {', '.join(RunRow.model_fields)} FROM runs WHERE run_id = ?",
-            (run_id,),
+            self._conn, f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
         )
         if row is None:
             raise RunNotFound(f"no run {run_id!r} in this workspace; see `gm runs`")
-        return RunRow(**dict(zip(RunRow.model_fields, row, strict=True)))
+        return self._run_row(row)
 
     async def resolve_run(self, ref: str) -> str:
         """Turn a run reference into a run id.
@@ -404,6 +527,25 @@ class Journal:
                 f"{ref!r} matches several runs ({', '.join(ids)}); give more characters"
             )
         return ref.upper() if ref.upper() in ids else ids[0]
+
+
+@asynccontextmanager
+async def _transaction(conn: aiosqlite.Connection) -> AsyncGenerator[None, None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; on any error, roll back if SQLite has not already.
+
+    SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
+    ROLLBACK would then fail and hide the real error, so it is only sent while a
+    transaction is open, and its own failure is ignored.
+    """
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        await conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+        raise
 
 
 async def _fetchone_or_none(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from gm_agent.kernel._run import run_task
+from gm_agent.kernel._run import create_run, resumable_runs, resume_run, run_task
 from gm_agent.kernel.context import build_request
-from gm_agent.kernel.loop import EXIT_CODES, EventObserver, Kernel, RunOutcome, create_run
+from gm_agent.kernel.loop import AMBIGUOUS_MESSAGE, EXIT_CODES, EventObserver, Kernel, RunOutcome
 from gm_agent.kernel.state import (
     TERMINAL,
     TRANSITIONS,
+    JobView,
+    PatchView,
     RunState,
     Turn,
     check_transition,
@@ -17,11 +19,14 @@ from gm_agent.kernel.state import (
 from gm_agent.kernel.task import TaskSpec, load_task, parse_task
 
 __all__ = [
+    "AMBIGUOUS_MESSAGE",
     "EXIT_CODES",
     "TERMINAL",
     "TRANSITIONS",
     "EventObserver",
+    "JobView",
     "Kernel",
+    "PatchView",
     "RunOutcome",
     "RunState",
     "TaskSpec",
@@ -33,5 +38,7 @@ __all__ = [
     "fold",
     "load_task",
     "parse_task",
+    "resumable_runs",
+    "resume_run",
     "run_task",
 ]

@@ -1,4 +1,4 @@
-"""``gm run``'s library function: from a task file to a finished run."""
+"""The library functions behind ``gm run`` and ``gm resume``."""
 
 from __future__ import annotations
 
@@ -8,14 +8,50 @@ from pathlib import Path
 import anyio
 
 from gm_agent.clock import Clock, SystemClock
+from gm_agent.events import RunCreated, UserMessage, new_event
 from gm_agent.journal import Journal
-from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome, create_run
-from gm_agent.kernel.task import load_task
-from gm_agent.llm import default_model_name, make_model
-from gm_agent.settings import load_settings
+from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome
+from gm_agent.kernel.state import TERMINAL, fold
+from gm_agent.kernel.task import TaskSpec, load_task
+from gm_agent.llm import Model, default_model_name, make_model
+from gm_agent.settings import Settings, load_settings
 from gm_agent.tools import builtin_tools
 
-__all__ = ["run_task"]
+__all__ = ["create_run", "resumable_runs", "resume_run", "run_task"]
+
+
+async def create_run(
+    journal: Journal, clock: Clock, task: TaskSpec, *, model: str, max_steps: int, workspace: Path
+) -> str:
+    """Record a new run of ``task`` (``run.created`` and the task as ``user.message``).
+
+    Returns:
+        The new run's id (a ULID).
+    """
+    run_id = clock.new_id()
+    created = RunCreated(
+        task=task.text,
+        task_path=str(task.path) if task.path else None,
+        model=model,
+        max_steps=max_steps,
+        tools=task.tools,
+        instructions=task.instructions,
+        workspace=str(workspace),
+    )
+    await journal.append(
+        [
+            new_event(clock, run_id, "kernel", created),
+            new_event(clock, run_id, "user", UserMessage(text=task.text)),
+        ]
+    )
+    return run_id
+
+
+def _absolute_model(name: str) -> str:
+    """``scripted:REL`` made absolute against the current directory, so a resume finds it."""
+    if name.startswith("scripted:") and not Path(name.removeprefix("scripted:")).is_absolute():
+        return f"scripted:{Path.cwd() / name.removeprefix('scripted:')}"
+    return name
 
 
 async def run_task(
@@ -28,6 +64,7 @@ async def run_task(
     clock: Clock | None = None,
     observer: EventObserver | None = None,
     on_created: Callable[[str], None] | None = None,
+    heartbeat: bool = True,
 ) -> RunOutcome:
     """Create a run of the task at ``task_path`` in ``workspace`` and drive it to its end.
 
@@ -42,6 +79,8 @@ async def run_task(
             removed before tools see it).
         observer: called with each event as it is committed.
         on_created: called with the run id once the run is recorded.
+        heartbeat: renew the run's lease in the background; turn it off only with
+            a fake clock, whose sleeps return at once.
 
     Raises:
         UserError: the task file, settings, model name or tool allow-list is wrong
@@ -54,7 +93,7 @@ async def run_task(
     task = load_task(task_path)
     registry = builtin_tools()
     registry.select(task.tools)  # an unknown tool in the allow-list fails before the run exists
-    model_name = model or task.model or settings.model or default_model_name()
+    model_name = _absolute_model(model or task.model or settings.model or default_model_name())
     llm = make_model(model_name, settings, environ, base_dir=Path.cwd())
     try:
         async with await Journal.open(
@@ -73,9 +112,74 @@ async def run_task(
             if observer is not None:  # the kernel reports what it commits; these came first
                 for event in await journal.read(run_id):
                     observer(event)
-            kernel = Kernel(
-                journal, llm, registry, settings, clock=clock, environ=environ, observer=observer
-            )
+            kernel = _kernel(journal, llm, settings, clock, environ, observer, heartbeat)
             return await kernel.execute(run_id)
     finally:
         await llm.aclose()
+
+
+def _kernel(
+    journal: Journal,
+    llm: Model,
+    settings: Settings,
+    clock: Clock,
+    environ: Mapping[str, str],
+    observer: EventObserver | None,
+    heartbeat: bool = True,
+) -> Kernel:
+    return Kernel(
+        journal,
+        llm,
+        builtin_tools(),
+        settings,
+        clock=clock,
+        environ=environ,
+        observer=observer,
+        heartbeat=heartbeat,
+    )
+
+
+async def resume_run(
+    run_ref: str,
+    *,
+    workspace: Path,
+    environ: Mapping[str, str],
+    clock: Clock | None = None,
+    observer: EventObserver | None = None,
+) -> RunOutcome:
+    """Take over a stopped run (paused, or orphaned by a crash) and drive it to its end.
+
+    Recorded job results are served, never re-run; a model request cut off is
+    re-sent under the same idempotency key; a non-idempotent job cut off is
+    reported as ``job.ambiguous``. The model is the one the run was created with.
+
+    Raises:
+        RunNotFound: ``run_ref`` matches no run.
+        RunLeased: another live process is executing it.
+        UserError: the run already ended.
+    """
+    clock = clock or SystemClock()
+    workspace = Path(await anyio.Path(workspace).resolve())
+    settings = load_settings(workspace, environ)
+    async with await Journal.open(
+        settings.journal_path, durability=settings.journal.durability, clock=clock, create=False
+    ) as journal:
+        run_id = await journal.resolve_run(run_ref)
+        state = fold(await journal.read(run_id))
+        llm = make_model(state.model, settings, environ, base_dir=workspace)
+        try:
+            return await _kernel(journal, llm, settings, clock, environ, observer).execute(run_id)
+        finally:
+            await llm.aclose()
+
+
+async def resumable_runs(workspace: Path, environ: Mapping[str, str]) -> list[str]:
+    """Ids of the runs ``gm resume --all`` takes over: paused or orphaned, oldest first."""
+    settings = load_settings(workspace, environ)
+    async with await Journal.open(settings.journal_path, create=False) as journal:
+        rows = await journal.list_runs()
+    return [
+        row.run_id
+        for row in reversed(rows)
+        if row.status not in TERMINAL and (row.status == "paused" or row.orphaned)
+    ]

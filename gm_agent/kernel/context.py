@@ -14,7 +14,9 @@ Check your work (read the file back, run the tests) when that is useful.
 When the task is done, call `finish` with a short summary of what you did."""
 
 
-def build_request(state: RunState, tools: tuple[ToolSpec, ...]) -> ModelRequest:
+def build_request(
+    state: RunState, tools: tuple[ToolSpec, ...], *, idempotency_key: str | None = None
+) -> ModelRequest:
     """The model request for the next step of the run in ``state``."""
     system = SYSTEM_PROMPT.format(workspace=state.workspace)
     if state.instructions:
@@ -32,4 +34,4 @@ def build_request(state: RunState, tools: tuple[ToolSpec, ...]) -> ModelRequest:
                 messages.append(
                     Message(role="tool", text=turn.text, call_id=turn.call_id, name=turn.name)
                 )
-    return ModelRequest(messages=tuple(messages), tools=tools)
+    return ModelRequest(messages=tuple(messages), tools=tools, idempotency_key=idempotency_key)

@@ -2,19 +2,24 @@
 
 ::
 
+    take the run's lease (renewed by a heartbeat)
     state = fold(journal events of the run)
     loop:
-        check the step budget
-        move = model request (a job: its response is journaled)
-        for each tool call: tool.called -> reply, patch or job -> tool.returned
+        if the latest move has tool calls without results: carry out the next one
+            (a call cut off by a crash is reconciled: recorded results are served,
+            idempotent jobs re-run under the same key, others become job.ambiguous)
+        else: check the step budget, then ask the model for a move (a job)
     until the model finishes, the budget stops it, or the user interrupts
 
-Everything the loop does is an event; the loop's own state is only ever the
-fold of what it committed.
+The loop decides every next action from the folded state alone, so a fresh run
+and a run resumed after a crash go through the same code. Every event is checked
+by ``evolve`` before it is appended, so an illegal transition never reaches the
+journal.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,44 +29,40 @@ import anyio
 import anyio.to_thread
 
 from gm_agent.clock import Clock
-from gm_agent.errors import PatchError, ToolError
+from gm_agent.errors import GmAgentError, LeaseLost, PatchError, ToolError, UserError
 from gm_agent.events import (
     AnyEventData,
     Event,
     EventSource,
-    FileChange,
+    JobAmbiguous,
+    JobResult,
     ModelResponse,
     PatchApplied,
-    RunCreated,
+    PatchIntent,
     RunFinished,
+    RunResumed,
     RunStatus,
     RunStatusChanged,
     TerminalStatus,
     ToolCallData,
     ToolCalled,
     ToolReturned,
-    UserMessage,
     new_event,
 )
-from gm_agent.jobs import (
-    JobOutcome,
-    JobSpec,
-    args_digest,
-    idempotency_key,
-    run_job,
-    run_shell,
-    scrub_env,
-)
-from gm_agent.journal import Journal
+from gm_agent.faults import crash_point
+from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, args_digest, idempotency_key, scrub_env
+from gm_agent.jobs import run_shell as run_shell_process
+from gm_agent.journal import DEFAULT_LEASE_S, Journal, new_owner
 from gm_agent.kernel.context import build_request
-from gm_agent.kernel.state import RunState, evolve, fold
-from gm_agent.kernel.task import TaskSpec
+from gm_agent.kernel.state import JobView, RunState, evolve, fold
 from gm_agent.llm import Model, Move
-from gm_agent.patches import PlannedChange, apply_changes, plan_write
+from gm_agent.patches import PlannedChange, apply_changes, complete_patch, plan_write
 from gm_agent.settings import Settings
 from gm_agent.tools import FileWrite, Finish, Reply, ShellCommand, Tool, ToolContext, ToolRegistry
 
-__all__ = ["EXIT_CODES", "Kernel", "RunOutcome", "create_run"]
+__all__ = ["AMBIGUOUS_MESSAGE", "EXIT_CODES", "EventObserver", "Kernel", "RunOutcome"]
+
+log = logging.getLogger("gm_agent.kernel")
 
 EXIT_CODES: dict[RunStatus, int] = {
     "succeeded": 0,
@@ -69,10 +70,16 @@ EXIT_CODES: dict[RunStatus, int] = {
     "cancelled": 1,
     "waiting": 3,
     "paused": 130,
+    # A run stopped by an error in gm itself is left `running` for `gm resume`.
     "running": 1,
     "created": 1,
 }
 """``gm run`` exit code for the status a run stopped in (ARCHITECTURE.md, "Process model")."""
+
+AMBIGUOUS_MESSAGE = (
+    "outcome unknown: gm stopped while this command was running, so it may or may not "
+    "have run, fully or in part. Check its effects before running it again."
+)
 
 EventObserver = Callable[[Event], None]
 """Called with each event right after it is committed (for live output)."""
@@ -80,8 +87,7 @@ EventObserver = Callable[[Event], None]
 _SOURCES: dict[str, EventSource] = {
     "user.message": "user",
     "model.response": "model",
-    "job.intent": "job",
-    "job.result": "job",
+    "patch.intent": "patch",
     "patch.applied": "patch",
 }
 
@@ -101,31 +107,10 @@ class RunOutcome:
         return EXIT_CODES[self.status]
 
 
-async def create_run(
-    journal: Journal, clock: Clock, task: TaskSpec, *, model: str, max_steps: int, workspace: Path
-) -> str:
-    """Record a new run of ``task`` (``run.created`` and the task as ``user.message``).
-
-    Returns:
-        The new run's id (a ULID).
-    """
-    run_id = clock.new_id()
-    created = RunCreated(
-        task=task.text,
-        task_path=str(task.path) if task.path else None,
-        model=model,
-        max_steps=max_steps,
-        tools=task.tools,
-        instructions=task.instructions,
-        workspace=str(workspace),
-    )
-    await journal.append(
-        [
-            new_event(clock, run_id, "kernel", created),
-            new_event(clock, run_id, "user", UserMessage(text=task.text)),
-        ]
-    )
-    return run_id
+def shell_reply(exit_code: int | None, error: str | None, output: str) -> str:
+    """What the model sees of a finished command: its exit code (or timeout), then its output."""
+    header = error if error and "timed out" in error else f"exit code {exit_code}"
+    return f"{header}\n{output}".rstrip("\n")
 
 
 class Kernel:
@@ -135,10 +120,14 @@ class Kernel:
         journal: the workspace's journal.
         model: the model the run talks to.
         registry: the tools that exist; a run's allow-list selects from them.
-        settings: workspace settings (tool limits, workspace root).
+        settings: workspace settings (tool limits).
         clock: time and ids.
         environ: the environment tools inherit, before secrets are removed.
-        observer: called with every event as it is committed.
+        observer: called with every event as it is committed; its errors are
+            logged and it is then dropped, never stopping the run.
+        lease_s: how long the run's lease lasts between heartbeats, in seconds.
+        heartbeat: renew the lease in the background every ``lease_s / 3`` seconds
+            (tests with a fake clock turn it off).
     """
 
     def __init__(
@@ -151,6 +140,8 @@ class Kernel:
         clock: Clock,
         environ: Mapping[str, str],
         observer: EventObserver | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        heartbeat: bool = True,
     ) -> None:
         self._journal = journal
         self._model = model
@@ -159,6 +150,10 @@ class Kernel:
         self._clock = clock
         self._environ = environ
         self._observer = observer
+        self._lease_s = lease_s
+        self._heartbeat_on = heartbeat
+        self._owner = new_owner(clock.new_id())
+        self._lease_lost = False
         self._state = RunState()
         self._tools: dict[str, Tool] = {}
 
@@ -167,96 +162,201 @@ class Kernel:
         """The current fold of the run's committed events."""
         return self._state
 
-    async def execute(self, run_id: str) -> RunOutcome:
-        """Drive run ``run_id`` until it succeeds, fails, or is interrupted.
+    @property
+    def owner(self) -> str:
+        """This kernel's lease owner id, ``host:pid:nonce``."""
+        return self._owner
 
-        On cancellation (Ctrl-C) the run is recorded as ``paused`` before the
-        cancellation propagates. Errors in gm_agent itself propagate; errors the
-        model causes are reported to it and the run goes on.
+    # -- executing a run -----------------------------------------------------
+
+    async def execute(self, run_id: str) -> RunOutcome:
+        """Drive run ``run_id`` until it ends or stops; fresh and resumed runs alike.
+
+        Takes the run's lease first. A run found ``paused``, or ``running`` with no
+        live holder (a crash), is resumed: ``run.resumed``, then reconciliation of
+        whatever the stop cut off.
+
+        Raises:
+            RunLeased: another live process is executing the run.
+            UserError: the run already ended.
+            LeaseLost: another process took the lease over while we ran.
+
+        Cancellation (Ctrl-C) records the run as ``paused`` and propagates. An
+        error in gm itself records ``paused`` with the error as the reason, when
+        the journal still takes writes, and propagates.
         """
-        self._state = fold(await self._journal.read(run_id))
-        self._tools = {t.name: t for t in self._registry.select(self._state.tools)}
-        await self._set_status("running")
+        await self._journal.acquire_lease(run_id, self._owner, self._lease_s)
+        error: Exception | None = None
+        outcome: RunOutcome | None = None
         try:
-            while self._state.status == "running":
-                await self._step()
-        except BaseException:
+            with anyio.CancelScope() as drive_scope:
+                async with anyio.create_task_group() as tg:
+                    if self._heartbeat_on:
+                        tg.start_soon(self._heartbeat, run_id, drive_scope)
+                    try:
+                        outcome = await self._drive(run_id)
+                    except Exception as exc:  # re-raised below, outside the task group
+                        error = exc
+                    finally:
+                        tg.cancel_scope.cancel()
+        finally:
             with anyio.CancelScope(shield=True):
-                if self._state.status == "running":
-                    await self._set_status("paused", "interrupted by the user")
+                if not self._lease_lost:
+                    await self._journal.release_lease(run_id, self._owner)
+        if self._lease_lost:
+            raise LeaseLost(f"another process took run {run_id} over; this one stopped")
+        if error is not None:
+            raise error
+        assert outcome is not None
+        return outcome
+
+    async def _heartbeat(self, run_id: str, drive_scope: anyio.CancelScope) -> None:
+        while True:
+            await self._clock.sleep(self._lease_s / 3)
+            try:
+                await self._journal.renew_lease(run_id, self._owner, self._lease_s)
+            except LeaseLost:
+                self._lease_lost = True
+                drive_scope.cancel()
+                return
+
+    async def _drive(self, run_id: str) -> RunOutcome:
+        self._state = fold(await self._journal.read(run_id))
+        if self._state.status in ("succeeded", "failed", "cancelled"):
+            raise UserError(f"run {run_id} already {self._state.status}; nothing to resume")
+        self._tools = {t.name: t for t in self._registry.select(self._state.tools)}
+        try:
+            if self._state.status == "created":
+                await self._set_status("running")
+            else:
+                await self._emit([RunResumed(owner=self._owner, status=self._state.status)])
+                if self._state.status != "running":
+                    await self._set_status("running", "resumed")
+            while self._state.status == "running":
+                await self._advance()
+        except anyio.get_cancelled_exc_class():
+            await self._stop("interrupted by the user")
+            raise
+        except Exception as exc:
+            await self._stop(f"stopped by an error in gm: {exc}")
             raise
         return RunOutcome(run_id, self._state.status, self._state.summary, self._state.error)
+
+    async def _stop(self, reason: str) -> None:
+        """Record ``paused`` after an interruption, from what the journal really holds."""
+        if self._lease_lost:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                self._state = fold(await self._journal.read(self._state.run_id))
+                if self._state.status == "running":
+                    await self._set_status("paused", reason)
+            except GmAgentError as exc:
+                log.warning("could not record the stop of run %s: %s", self._state.run_id, exc)
 
     # -- events ------------------------------------------------------------
 
     async def _emit(
         self, datas: Sequence[AnyEventData], cause: str | None = None, blobs: Iterable[bytes] = ()
     ) -> list[Event]:
+        """Check ``datas`` against the state (evolve), commit them, then fold them in."""
         events = [
-            new_event(self._clock, self._state.run_id, _SOURCES.get(d.kind, "kernel"), d, cause)
+            new_event(self._clock, self._state.run_id, _SOURCES.get(d.kind, _source(d)), d, cause)
             for d in datas
         ]
+        fold(events, self._state)  # raises IllegalTransition before anything is written
         committed = await self._journal.append(events, blobs)
         for event in committed:
             self._state = evolve(self._state, event)
-            if self._observer is not None:
-                self._observer(event)
+            self._notify(event)
         return committed
+
+    def _runner(self, cause: str | None) -> JobRunner:
+        """A job runner whose events are caused by ``cause``."""
+
+        async def emit(datas: Sequence[AnyEventData], blobs: Sequence[bytes]) -> None:
+            await self._emit(datas, cause, blobs)
+
+        return JobRunner(emit, self._clock)
+
+    def _notify(self, event: Event) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(event)
+        except Exception:  # a closed pipe must not stop the run
+            log.exception("the event observer failed; no more live output for this run")
+            self._observer = None
 
     async def _set_status(self, to: RunStatus, reason: str | None = None) -> None:
         await self._emit([RunStatusChanged.between(self._state.status, to, reason)])
 
     async def _finish(
-        self, status: TerminalStatus, *, summary: str | None = None, error: str | None = None
+        self,
+        status: TerminalStatus,
+        *,
+        summary: str | None = None,
+        error: str | None = None,
+        first: Sequence[AnyEventData] = (),
+        cause: str | None = None,
     ) -> None:
+        """End the run; ``first`` events are committed in the same transaction, before."""
         await self._emit(
             [
+                *first,
                 RunStatusChanged.between(self._state.status, status),
                 RunFinished(status=status, summary=summary, error=error),
-            ]
+            ],
+            cause,
         )
 
-    # -- one step ----------------------------------------------------------
+    # -- one action ------------------------------------------------------------
 
-    async def _step(self) -> None:
-        state = self._state
-        if state.step >= state.max_steps:
-            await self._finish(
-                "failed",
-                error=f"the run reached max_steps={state.max_steps} without finishing; "
-                "raise it with --max-steps or `max_steps:` in the task",
-            )
+    async def _advance(self) -> None:
+        """Take the next action the state calls for."""
+        pending = self._state.pending_calls()
+        if pending:
+            index, call = pending[0]
+            await self._call_tool(call, index)
             return
-        response = await self._request_move()
-        if response is None:
-            return
-        move = response.data
-        assert isinstance(move, ModelResponse)
-        if not move.tool_calls:
-            if move.text.strip():
-                await self._finish("succeeded", summary=move.text.strip())
+        last = self._state.conversation[-1] if self._state.conversation else None
+        if last is not None and last.role == "assistant":  # a move without tool calls ends the run
+            if last.text.strip():
+                await self._finish("succeeded", summary=last.text.strip())
             else:
                 await self._finish(
                     "failed", error="the model returned an empty reply (no text, no tool call)"
                 )
             return
-        for index, call in enumerate(move.tool_calls, start=1):
-            await self._call_tool(call, index, response.id)
-            if self._state.status != "running":
-                return
+        if self._state.step >= self._state.max_steps:
+            await self._finish(
+                "failed",
+                error=f"the run reached max_steps={self._state.max_steps} without finishing; "
+                "raise it with --max-steps or `max_steps:` in the task",
+            )
+            return
+        await self._request_move()
 
-    async def _request_move(self) -> Event | None:
-        """Run the model request as a job; the committed ``model.response``, or None on failure."""
+    async def _request_move(self) -> ModelResponse | None:
+        """Run the model request as an idempotent job; its response, or None on failure."""
         step = self._state.step + 1
-        args: dict[str, object] = {"model": self._model.name, "step": step}
-        spec = JobSpec(
-            job_id=self._clock.new_id(),
-            key=idempotency_key(self._state.run_id, step, 0, args_digest(args)),
-            kind="model",
-            args={"model": self._model.name, "step": step},
-            idempotent=True,
+        open_model = [j for j in self._state.open_jobs() if j.job_kind == "model"]
+        spec = (
+            _spec_of(open_model[-1])  # cut off by a crash: same job, same key
+            if open_model
+            else JobSpec(
+                job_id=self._clock.new_id(),
+                key=idempotency_key(
+                    self._state.run_id, step, 0, args_digest({"model": self._model.name})
+                ),
+                kind="model",
+                args={"model": self._model.name, "step": step},
+                idempotent=True,
+            )
         )
-        request = build_request(self._state, tuple(t.spec() for t in self._tools.values()))
+        request = build_request(
+            self._state, tuple(t.spec() for t in self._tools.values()), idempotency_key=spec.key
+        )
 
         async def effect() -> JobOutcome:
             started = self._clock.monotonic()
@@ -272,118 +372,241 @@ class Kernel:
             )
             return JobOutcome(ok=True, extra=(response,))
 
-        responses: list[Event] = []
-
-        async def emit(datas: Sequence[AnyEventData]) -> None:
-            committed = await self._emit(datas)
-            responses.extend(e for e in committed if e.kind == "model.response")
-
-        outcome = await run_job(spec, effect, emit, self._clock)
+        outcome = await self._runner(None).run(spec, effect, intent_committed=bool(open_model))
         if not outcome.ok:
             await self._finish("failed", error=f"model request failed: {outcome.error}")
             return None
-        return responses[0]
+        (response,) = outcome.extra
+        assert isinstance(response, ModelResponse)
+        return response
 
     # -- tool calls ----------------------------------------------------------
 
-    async def _call_tool(self, call: ToolCallData, index: int, cause: str) -> None:
+    async def _call_tool(self, call: ToolCallData, index: int) -> None:
+        if call.call_id in self._state.open_calls:  # announced before a stop
+            events = await self._journal.read(self._state.run_id)
+            called = [
+                e.id
+                for e in events
+                if isinstance(e.data, ToolCalled) and e.data.call_id == call.call_id
+            ]
+            await self._reconcile_call(call, index, called[-1] if called else None)
+            return
         (called,) = await self._emit(
-            [ToolCalled(call_id=call.call_id, name=call.name, args=call.args)], cause
+            [ToolCalled(call_id=call.call_id, name=call.name, args=call.args)],
+            self._state.last_response_id,
+        )
+        await self._carry_out(call, index, called.id)
+
+    async def _reply(self, call: ToolCallData, ok: bool, output: str, cause: str | None) -> None:
+        crash_point("tool.before_returned")
+        await self._emit(
+            [ToolReturned(call_id=call.call_id, name=call.name, ok=ok, output=output)], cause
         )
 
-        async def reply(ok: bool, output: str) -> None:
-            await self._emit(
-                [ToolReturned(call_id=call.call_id, name=call.name, ok=ok, output=output)],
-                called.id,
-            )
-
+    async def _carry_out(self, call: ToolCallData, index: int, cause: str | None) -> None:
         if call.args_error is not None:
-            return await reply(False, f"{call.name or 'tool call'}: {call.args_error}")
+            return await self._reply(
+                call, False, f"{call.name or 'tool call'}: {call.args_error}", cause
+            )
         tool = self._tools.get(call.name)
         if tool is None:
-            return await reply(
+            known = ", ".join(self._tools)
+            return await self._reply(
+                call,
                 False,
-                f"unknown tool {call.name!r}; the tools you can call are: {', '.join(self._tools)}",
+                f"unknown tool {call.name!r}; the tools you can call are: {known}",
+                cause,
             )
         context = ToolContext(Path(self._state.workspace), self._settings.tools)
         try:
             outcome = await tool.call(context, dict(call.args))
         except ToolError as exc:
-            return await reply(False, str(exc))
+            return await self._reply(call, False, str(exc), cause)
         match outcome:
             case Reply():
-                await reply(outcome.ok, outcome.output)
+                await self._reply(call, outcome.ok, outcome.output, cause)
             case FileWrite():
-                ok, output = await self._write(outcome, call, called.id)
-                await reply(ok, output)
+                ok, output = await self._write(outcome, call, cause)
+                await self._reply(call, ok, output, cause)
             case ShellCommand():
-                ok, output = await self._shell(outcome, index, called.id)
-                await reply(ok, output)
-            case Finish():
-                await reply(True, "the run is finished")
-                await self._finish("succeeded", summary=outcome.summary)
+                ok, output = await self._shell(outcome, call, index, cause)
+                await self._reply(call, ok, output, cause)
+            case Finish():  # the reply and the end are one commit: no crash can split them
+                crash_point("tool.before_returned")
+                returned = ToolReturned(
+                    call_id=call.call_id, name=call.name, ok=True, output="the run is finished"
+                )
+                await self._finish(
+                    "succeeded", summary=outcome.summary, first=[returned], cause=cause
+                )
             case _:
                 assert_never(outcome)
 
-    async def _write(self, write: FileWrite, call: ToolCallData, cause: str) -> tuple[bool, str]:
-        """Apply a file write as a patch; ``(ok, text for the model)``."""
+    async def _reconcile_call(self, call: ToolCallData, index: int, cause: str | None) -> None:
+        """Finish a tool call that a stop cut off, without repeating a recorded effect."""
+        job = self._state.job_for_call(call.call_id)
+        patch = self._state.patch_for_call(call.call_id)
+        if job is not None:
+            match job.status:
+                case "succeeded" | "failed":
+                    assert job.result is not None
+                    ok, output = await self._served(job.result)
+                    await self._reply(call, ok, output, cause)
+                case "cancelled":
+                    await self._reply(
+                        call,
+                        False,
+                        "the command was stopped by an interruption; it may have partly run",
+                        cause,
+                    )
+                case "ambiguous":
+                    await self._reply(call, False, AMBIGUOUS_MESSAGE, cause)
+                case "started" if job.idempotent:
+                    ok, output = await self._shell_job(_spec_of(job), cause, intent_committed=True)
+                    await self._reply(call, ok, output, cause)
+                case "started":
+                    await self._emit(
+                        [
+                            JobAmbiguous(
+                                job_id=job.job_id,
+                                key=job.key,
+                                job_kind=job.job_kind,
+                                message=AMBIGUOUS_MESSAGE,
+                            )
+                        ],
+                        cause,
+                    )
+                    await self._reply(call, False, AMBIGUOUS_MESSAGE, cause)
+            return
+        if patch is not None:
+            ok, output = await self._reconcile_write(patch.patch_id, call, cause)
+            await self._reply(call, ok, output, cause)
+            return
+        await self._carry_out(call, index, cause)  # nothing started: reads, finish
+
+    # -- file writes ---------------------------------------------------------
+
+    async def _write(
+        self, write: FileWrite, call: ToolCallData, cause: str | None
+    ) -> tuple[bool, str]:
+        """Apply a file write as a patch: intent (with blobs), write, applied."""
+        workspace = Path(self._state.workspace)
         try:
-            change, files = await anyio.to_thread.run_sync(self._apply_write, write)
+            change = await anyio.to_thread.run_sync(_plan, workspace, write)
         except PatchError as exc:
             return False, str(exc)
-        if not files:
+        if change.before == change.after:
             return True, f"{change.path} already has exactly this content; nothing changed"
+        patch_id = self._clock.new_id()
+        files = (change.describe(),)
         blobs = [change.after] if change.before is None else [change.before, change.after]
-        patch = PatchApplied(patch_id=self._clock.new_id(), call_id=call.call_id, files=files)
-        await self._emit([patch], cause, blobs)
+        await self._emit(
+            [PatchIntent(patch_id=patch_id, call_id=call.call_id, files=files)], cause, blobs
+        )
+        try:
+            await anyio.to_thread.run_sync(apply_changes, workspace, [change])
+        except PatchError as exc:
+            return False, str(exc)
+        crash_point("patch.after_write")
+        await self._emit(
+            [PatchApplied(patch_id=patch_id, call_id=call.call_id, files=files)], cause
+        )
         verb = "created" if change.before is None else "updated"
         return True, f"{verb} {change.path} ({len(change.after)} bytes)"
 
-    def _apply_write(self, write: FileWrite) -> tuple[PlannedChange, tuple[FileChange, ...]]:
-        """Plan and apply ``write`` (blocking file I/O; runs in a worker thread)."""
-        workspace = Path(self._state.workspace).resolve()
-        change = plan_write(workspace, write.target, write.content)
-        if change.before != write.expected_before:
-            raise PatchError(f"{change.path!r} changed on disk since it was read; read it again")
-        if change.before == change.after:
-            return change, ()
-        return change, apply_changes(workspace, [change])
+    async def _reconcile_write(
+        self, patch_id: str, call: ToolCallData, cause: str | None
+    ) -> tuple[bool, str]:
+        patch = next(p for p in self._state.patches if p.patch_id == patch_id)
+        if patch.applied:
+            return True, "; ".join(f"{f.op}d {f.path}" for f in patch.files)
+        workspace = Path(self._state.workspace)  # resolved when the run was created
+        contents = {
+            f.after_sha256: await self._journal.get_blob(f.after_sha256)
+            for f in patch.files
+            if f.after_sha256 is not None
+        }
+        if not await anyio.to_thread.run_sync(complete_patch, workspace, patch.files, contents):
+            return False, (
+                "the write was interrupted and the file has changed since; read it again: "
+                + ", ".join(f.path for f in patch.files)
+            )
+        await self._emit(
+            [PatchApplied(patch_id=patch_id, call_id=call.call_id, files=patch.files)], cause
+        )
+        return True, "; ".join(f"{f.op}d {f.path}" for f in patch.files)
 
-    async def _shell(self, command: ShellCommand, index: int, cause: str) -> tuple[bool, str]:
+    # -- shell commands --------------------------------------------------------
+
+    async def _shell(
+        self, command: ShellCommand, call: ToolCallData, index: int, cause: str | None
+    ) -> tuple[bool, str]:
         """Run a shell command as a (non-idempotent) job; ``(ok, text for the model)``."""
         args: dict[str, object] = {"command": command.command, "timeout_s": command.timeout_s}
-        digest = args_digest(args)
         spec = JobSpec(
             job_id=self._clock.new_id(),
-            key=idempotency_key(self._state.run_id, self._state.step, index, digest),
+            key=idempotency_key(self._state.run_id, self._state.step, index, args_digest(args)),
             kind="shell",
             args={"command": command.command, "timeout_s": command.timeout_s},
             idempotent=False,
+            call_id=call.call_id,
         )
+        return await self._shell_job(spec, cause)
+
+    async def _shell_job(
+        self, spec: JobSpec, cause: str | None, *, intent_committed: bool = False
+    ) -> tuple[bool, str]:
+        command = str(spec.args["command"])
+        timeout_s = float(spec.args["timeout_s"])  # type: ignore[arg-type]
         limits = self._settings.tools
 
         async def effect() -> JobOutcome:
-            result = await run_shell(
-                command.command,
+            result = await run_shell_process(
+                command,
                 Path(self._state.workspace),
-                timeout_s=command.timeout_s,
+                timeout_s=timeout_s,
                 env=scrub_env(self._environ),
                 output_cap_bytes=limits.shell_output_cap_bytes,
             )
             error = None
             if result.timed_out:
-                error = f"timed out after {command.timeout_s:g} s; the command was killed"
+                error = f"timed out after {timeout_s:g} s; the command was killed"
             elif result.exit_code != 0:
                 error = f"exit code {result.exit_code}"
             return JobOutcome(
                 ok=error is None, output=result.output, error=error, exit_code=result.exit_code
             )
 
-        async def emit(datas: Sequence[AnyEventData]) -> None:
-            await self._emit(datas, cause)
+        outcome = await self._runner(cause).run(spec, effect, intent_committed=intent_committed)
+        return outcome.ok, shell_reply(outcome.exit_code, outcome.error, outcome.output)
 
-        outcome = await run_job(spec, effect, emit, self._clock)
-        header = f"exit code {outcome.exit_code}"
-        if outcome.error and outcome.exit_code is not None and "timed out" in outcome.error:
-            header = outcome.error
-        return outcome.ok, f"{header}\n{outcome.output}".rstrip("\n")
+    async def _served(self, result: JobResult) -> tuple[bool, str]:
+        """A recorded job result as the model would have seen it (never re-run)."""
+        output = result.output
+        if result.output_blob is not None:
+            output = (await self._journal.get_blob(result.output_blob)).decode("utf-8", "replace")
+        return result.ok, shell_reply(result.exit_code, result.error, output)
+
+
+def _plan(workspace: Path, write: FileWrite) -> PlannedChange:
+    """Plan ``write`` against the disk (blocking; runs in a worker thread)."""
+    change = plan_write(workspace.resolve(), write.target, write.content)
+    if change.before != write.expected_before:
+        raise PatchError(f"{change.path!r} changed on disk since it was read; read it again")
+    return change
+
+
+def _spec_of(job: JobView) -> JobSpec:
+    return JobSpec(
+        job_id=job.job_id,
+        key=job.key,
+        kind=job.job_kind,
+        args=job.args,
+        idempotent=job.idempotent,
+        call_id=job.call_id,
+    )
+
+
+def _source(data: AnyEventData) -> EventSource:
+    return "job" if data.kind.startswith("job.") else "kernel"

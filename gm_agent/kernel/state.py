@@ -12,17 +12,23 @@ import json
 from collections.abc import Iterable
 from typing import Literal, assert_never
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from gm_agent.errors import IllegalTransition
 from gm_agent.events import (
     Event,
+    FileChange,
+    JobAmbiguous,
+    JobAttemptFailed,
+    JobCancelled,
     JobIntent,
     JobResult,
     ModelResponse,
     PatchApplied,
+    PatchIntent,
     RunCreated,
     RunFinished,
+    RunResumed,
     RunStatus,
     RunStatusChanged,
     TokenUsage,
@@ -32,7 +38,17 @@ from gm_agent.events import (
     UserMessage,
 )
 
-__all__ = ["TERMINAL", "TRANSITIONS", "RunState", "Turn", "check_transition", "evolve", "fold"]
+__all__ = [
+    "TERMINAL",
+    "TRANSITIONS",
+    "JobView",
+    "PatchView",
+    "RunState",
+    "Turn",
+    "check_transition",
+    "evolve",
+    "fold",
+]
 
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     "created": frozenset({"running", "failed", "cancelled"}),
@@ -67,6 +83,35 @@ class Turn(BaseModel):
     ok: bool = True
 
 
+JobStatus = Literal["started", "succeeded", "failed", "ambiguous", "cancelled"]
+
+
+class JobView(BaseModel):
+    """A job as the run knows it: its intent, and its result once there is one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    key: str
+    job_kind: str
+    idempotent: bool
+    call_id: str | None
+    args: dict[str, JsonValue]
+    status: JobStatus = "started"
+    result: JobResult | None = None
+
+
+class PatchView(BaseModel):
+    """A patch of a tool call: announced (``patch.intent``), then ``applied``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    patch_id: str
+    call_id: str | None
+    files: tuple[FileChange, ...]
+    applied: bool = False
+
+
 class RunState(BaseModel):
     """Everything the kernel knows about a run, derived from its events only.
 
@@ -74,8 +119,11 @@ class RunState(BaseModel):
         step: model responses so far (each is one step).
         conversation: what the model will see, in order.
         open_calls: tool calls announced (``tool.called``) but not yet returned.
-        open_jobs: jobs with an intent and no result yet.
-        changed_files: workspace paths changed by patches, in first-change order.
+        jobs: every job of the run, in intent order.
+        patches: every patch of the run, in intent order.
+        changed_files: workspace paths changed by applied patches, first change first.
+        last_response_id: the event id of the latest ``model.response``.
+        resumes: how many times a process took the run over after a stop.
         last_seq: the seq of the last event folded in.
     """
 
@@ -92,12 +140,43 @@ class RunState(BaseModel):
     step: int = 0
     conversation: tuple[Turn, ...] = ()
     open_calls: tuple[str, ...] = ()
-    open_jobs: tuple[str, ...] = ()
+    jobs: tuple[JobView, ...] = ()
+    patches: tuple[PatchView, ...] = ()
     changed_files: tuple[str, ...] = ()
     usage: TokenUsage = TokenUsage()
     summary: str | None = None
     error: str | None = None
+    last_response_id: str | None = None
+    resumes: int = 0
     last_seq: int = 0
+
+    def open_jobs(self) -> list[JobView]:
+        """Jobs with an intent and no outcome yet (in flight, or cut off by a crash)."""
+        return [job for job in self.jobs if job.status == "started"]
+
+    def job_for_call(self, call_id: str) -> JobView | None:
+        """The (last) job that carries out tool call ``call_id``, if any."""
+        found = [job for job in self.jobs if job.call_id == call_id]
+        return found[-1] if found else None
+
+    def patch_for_call(self, call_id: str) -> PatchView | None:
+        """The (last) patch of tool call ``call_id``, if any."""
+        found = [patch for patch in self.patches if patch.call_id == call_id]
+        return found[-1] if found else None
+
+    def pending_calls(self) -> list[tuple[int, ToolCallData]]:
+        """Tool calls of the latest move with no ``tool.returned`` yet, as (1-based index, call)."""
+        for position in range(len(self.conversation) - 1, -1, -1):
+            turn = self.conversation[position]
+            if turn.role == "assistant":
+                after = self.conversation[position + 1 :]
+                returned = {t.call_id for t in after if t.role == "tool"}
+                return [
+                    (index, call)
+                    for index, call in enumerate(turn.tool_calls, start=1)
+                    if call.call_id not in returned
+                ]
+        return []
 
     def canonical_json(self) -> str:
         """The state as canonical JSON: sorted keys, no spaces, UTF-8 as is."""
@@ -112,6 +191,12 @@ class RunState(BaseModel):
 
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
     return tuple(i for i in items if i != item)
+
+
+def _update_job(state: RunState, job_id: str, **changes: object) -> tuple[JobView, ...]:
+    return tuple(
+        job.model_copy(update=changes) if job.job_id == job_id else job for job in state.jobs
+    )
 
 
 def evolve(state: RunState, event: Event) -> RunState:
@@ -147,6 +232,7 @@ def evolve(state: RunState, event: Event) -> RunState:
             turn = Turn(role="assistant", text=data.text, tool_calls=data.tool_calls)
             update.update(
                 step=state.step + 1,
+                last_response_id=event.id,
                 conversation=(*state.conversation, turn),
                 usage=TokenUsage(
                     input_tokens=state.usage.input_tokens + data.usage.input_tokens,
@@ -164,12 +250,41 @@ def evolve(state: RunState, event: Event) -> RunState:
                 conversation=(*state.conversation, turn),
             )
         case JobIntent():
-            update["open_jobs"] = (*state.open_jobs, data.job_id)
+            job = JobView(
+                job_id=data.job_id,
+                key=data.key,
+                job_kind=data.job_kind,
+                idempotent=data.idempotent,
+                call_id=data.call_id,
+                args=data.args,
+            )
+            update["jobs"] = (*state.jobs, job)
         case JobResult():
-            update["open_jobs"] = _without(state.open_jobs, data.job_id)
+            status = "succeeded" if data.ok else "failed"
+            update["jobs"] = _update_job(state, data.job_id, status=status, result=data)
+        case JobAmbiguous():
+            update["jobs"] = _update_job(state, data.job_id, status="ambiguous")
+        case JobCancelled():
+            update["jobs"] = _update_job(state, data.job_id, status="cancelled")
+        case JobAttemptFailed():
+            pass
+        case PatchIntent():
+            patch = PatchView(patch_id=data.patch_id, call_id=data.call_id, files=data.files)
+            update["patches"] = (*state.patches, patch)
         case PatchApplied():
+            known = {p.patch_id for p in state.patches}
+            applied = PatchView(
+                patch_id=data.patch_id, call_id=data.call_id, files=data.files, applied=True
+            )
+            update["patches"] = (
+                tuple(applied if p.patch_id == data.patch_id else p for p in state.patches)
+                if data.patch_id in known
+                else (*state.patches, applied)
+            )
             new = [f.path for f in data.files if f.path not in state.changed_files]
             update["changed_files"] = (*state.changed_files, *dict.fromkeys(new))
+        case RunResumed():
+            update["resumes"] = state.resumes + 1
         case RunFinished():
             if state.status != data.status:
                 raise IllegalTransition(

@@ -45,7 +45,7 @@ class TaskSpec(BaseModel):
     text: str
     path: Path | None = None
     model: str | None = None
-    max_steps: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, strict=True)
     tools: tuple[str, ...] | None = None
     instructions: str | None = None
 
@@ -91,6 +91,8 @@ def parse_task(source: str, path: Path | None = None) -> TaskSpec:
             raise TaskFileError(
                 shown, f"front matter is not valid YAML: {exc.problem}", line
             ) from exc
+        except yaml.YAMLError as exc:  # e.g. a control character: no mark, but a message
+            raise TaskFileError(shown, f"front matter is not valid YAML: {exc}", offset) from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise TaskFileError(shown, "front matter must be a mapping of keys to values", offset)
         fields = cast(dict[str, object], loaded or {})
@@ -126,7 +128,7 @@ def load_task(path: Path) -> TaskSpec:
         TaskFileError: it cannot be read or parsed.
     """
     try:
-        source = path.read_text(encoding="utf-8")
+        source = path.read_text(encoding="utf-8-sig")  # a BOM must not hide the front matter
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskFileError(str(path), f"cannot read the task file: {exc}") from exc
     return parse_task(source, path)

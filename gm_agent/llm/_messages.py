@@ -37,10 +37,15 @@ class Message(_Frozen):
 
 
 class ModelRequest(_Frozen):
-    """What the kernel asks a model: the conversation so far and the tools it may call."""
+    """What the kernel asks a model: the conversation so far and the tools it may call.
+
+    ``idempotency_key`` is the request job's key; providers that accept one send it
+    (as an ``Idempotency-Key`` HTTP header) so a retried request is recognised.
+    """
 
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
+    idempotency_key: str | None = None
 
 
 class Move(_Frozen):
@@ -55,6 +60,25 @@ class Move(_Frozen):
     usage: TokenUsage = TokenUsage()
     finish_reason: str | None = None
     model: str | None = None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]  # pyright: ignore[reportUnknownVariableType]
+    return value
+
+
+def clean_move(move: Move) -> Move:
+    """``move`` with lone surrogates (which UTF-8 cannot store) replaced by ``?``.
+
+    Providers may send ``\\ud83d`` escapes without their pair; the journal stores
+    UTF-8, so text is cleaned where it enters, once.
+    """
+    return Move.model_validate(_clean(move.model_dump()))
 
 
 class Model(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,6 +42,16 @@ def default_model_name() -> str:
     raise ConfigError(HOW_TO_CONFIGURE)
 
 
+def _without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``, so credentials in it never reach the journal."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def make_model(name: str, settings: Settings, environ: Mapping[str, str], base_dir: Path) -> Model:
     """Build the model named ``name``.
 
@@ -56,8 +67,10 @@ def make_model(name: str, settings: Settings, environ: Mapping[str, str], base_d
         ConfigError: unknown provider, missing key, missing model file.
     """
     if name.startswith(("http://", "https://")):
+        # No key: a URL can come from an untrusted task file, and OPENAI_API_KEY is
+        # only ever sent to OpenAI or to the OPENAI_BASE_URL the user set.
         url, _, model = name.partition("#")
-        return OpenAIChatModel(name, model or "default", url, environ.get("OPENAI_API_KEY"))
+        return OpenAIChatModel(_without_userinfo(name), model or "default", url)
     provider, sep, model = name.partition(":")
     if not sep or not model:
         raise ConfigError(f"model {name!r} is not of the form provider:model\n{HOW_TO_CONFIGURE}")
@@ -69,7 +82,8 @@ def make_model(name: str, settings: Settings, environ: Mapping[str, str], base_d
             return LocalModel(name, find_model_file(model))
         case "openai":
             base_url = settings.base_url("openai") or OPENAI_BASE_URL
-            key = environ.get("OPENAI_API_KEY")
+            trusted = base_url in (OPENAI_BASE_URL, environ.get("OPENAI_BASE_URL"))
+            key = environ.get("OPENAI_API_KEY") if trusted else None
             if base_url == OPENAI_BASE_URL and not key:
                 raise ConfigError(
                     f"{name!r} needs OPENAI_API_KEY in the environment "

@@ -22,7 +22,7 @@ import anyio.to_thread
 
 from gm_agent.errors import ConfigError, ModelError
 from gm_agent.events import TokenUsage, ToolCallData
-from gm_agent.llm._messages import ModelRequest, Move, ToolSpec
+from gm_agent.llm._messages import ModelRequest, Move, ToolSpec, clean_move
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -201,7 +201,7 @@ class LocalModel:
         choice: dict[str, Any] = reply["choices"][0]
         usage: dict[str, Any] = reply.get("usage") or {}
         turn = 1 + sum(1 for m in request.messages if m.role == "assistant")
-        return Move(
+        move = Move(
             tool_calls=(_decode(choice["message"].get("content") or "", turn),),
             usage=TokenUsage(
                 input_tokens=int(usage.get("prompt_tokens", 0)),
@@ -210,6 +210,7 @@ class LocalModel:
             finish_reason=choice.get("finish_reason"),
             model=self.name,
         )
+        return clean_move(move)
 
     async def aclose(self) -> None:
         """Free the weights."""

@@ -9,16 +9,23 @@ chat completion"). This module only maps between that wire format and
 from __future__ import annotations
 
 import json
+from email.utils import parsedate_to_datetime
 from typing import Any, cast
 
 import httpx
 from pydantic import JsonValue
 
-from gm_agent.errors import ModelError, ModelHTTPError
+from gm_agent.errors import ModelConnectionError, ModelError, ModelHTTPError
 from gm_agent.events import TokenUsage, ToolCallData
-from gm_agent.llm._messages import Message, ModelRequest, Move, ToolSpec
+from gm_agent.llm._messages import Message, ModelRequest, Move, ToolSpec, clean_move
 
-__all__ = ["DEFAULT_TIMEOUT_S", "OpenAIChatModel", "decode_response", "encode_request"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "OpenAIChatModel",
+    "decode_response",
+    "encode_request",
+    "retry_after",
+]
 
 DEFAULT_TIMEOUT_S = 300.0
 """Seconds to wait for a reply; generous because local CPU servers are slow."""
@@ -103,19 +110,48 @@ def _decode_call(index: int, wire: dict[str, Any]) -> ToolCallData:
     return ToolCallData(call_id=call_id, name=name, args=cast(dict[str, JsonValue], args))
 
 
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3), if any.
+
+    Accepts delay-seconds, and an HTTP-date measured against the response's own
+    ``Date`` header (so no local clock is read). Unparseable values give ``None``.
+    """
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        until = parsedate_to_datetime(value)
+        now = parsedate_to_datetime(headers["date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max((until - now).total_seconds(), 0.0)
+
+
 def decode_response(body: dict[str, Any]) -> Move:
     """Parse a Chat Completions response body into a move.
 
+    Text is cleaned of what UTF-8 cannot store (lone surrogates).
+
     Raises:
-        ModelError: the body has no ``choices[0].message``.
+        ModelError: the body is not a Chat Completions reply (no
+            ``choices[0].message``, or fields of the wrong type); the message
+            quotes the start of the body.
     """
     try:
-        choice = body["choices"][0]
-        message = choice["message"]
-    except (KeyError, IndexError, TypeError) as exc:
+        return clean_move(_decode(body))
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise ModelError(
-            f"malformed Chat Completions reply (no choices[0].message): {str(body)[:500]}"
+            f"malformed Chat Completions reply ({type(exc).__name__}: {exc}): {str(body)[:500]}"
         ) from exc
+
+
+def _decode(body: dict[str, Any]) -> Move:
+    choice = body["choices"][0]
+    message = choice["message"]
     usage: dict[str, Any] = body.get("usage") or {}
     return Move(
         text=message.get("content") or "",
@@ -170,14 +206,21 @@ class OpenAIChatModel:
             ModelError: the server could not be reached or the reply is not JSON.
         """
         url = f"{self.base_url}/chat/completions"
+        headers = {"Idempotency-Key": request.idempotency_key} if request.idempotency_key else {}
         try:
             response = await self._client.post(
-                url, json=encode_request(self.model, request, null_content=self._null_content)
+                url,
+                json=encode_request(self.model, request, null_content=self._null_content),
+                headers=headers,
             )
         except httpx.HTTPError as exc:
-            raise ModelError(f"cannot reach {url!r}: {exc!r}; is the server running?") from exc
+            raise ModelConnectionError(
+                f"cannot reach {url!r}: {exc!r}; is the server running?"
+            ) from exc
         if response.status_code >= 400:
-            raise ModelHTTPError(self.name, response.status_code, response.text)
+            raise ModelHTTPError(
+                self.name, response.status_code, response.text, retry_after(response.headers)
+            )
         try:
             body = response.json()
         except ValueError as exc:

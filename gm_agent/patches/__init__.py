@@ -6,8 +6,16 @@ from gm_agent.patches._apply import (
     DEFAULT_FILE_MODE,
     PlannedChange,
     apply_changes,
+    complete_patch,
     plan_write,
     sha256_hex,
 )
 
-__all__ = ["DEFAULT_FILE_MODE", "PlannedChange", "apply_changes", "plan_write", "sha256_hex"]
+__all__ = [
+    "DEFAULT_FILE_MODE",
+    "PlannedChange",
+    "apply_changes",
+    "complete_patch",
+    "plan_write",
+    "sha256_hex",
+]

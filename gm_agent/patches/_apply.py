@@ -18,7 +18,14 @@ from pathlib import Path
 from gm_agent.errors import PatchError
 from gm_agent.events import FileChange
 
-__all__ = ["DEFAULT_FILE_MODE", "PlannedChange", "apply_changes", "plan_write", "sha256_hex"]
+__all__ = [
+    "DEFAULT_FILE_MODE",
+    "PlannedChange",
+    "apply_changes",
+    "complete_patch",
+    "plan_write",
+    "sha256_hex",
+]
 
 DEFAULT_FILE_MODE = 0o644
 """Permission bits of a file a tool creates."""
@@ -53,6 +60,7 @@ class PlannedChange:
             before_sha256=None if self.before is None else sha256_hex(self.before),
             after_sha256=sha256_hex(self.after),
             mode=self.mode,
+            size=len(self.after),
         )
 
 
@@ -62,15 +70,22 @@ def plan_write(workspace: Path, target: Path, content: bytes) -> PlannedChange:
     Raises:
         PatchError: ``target`` is a directory or cannot be read.
     """
+    shown = target.relative_to(workspace).as_posix()
     try:
         info = target.stat()
     except FileNotFoundError:
         before, mode = None, DEFAULT_FILE_MODE
+    except OSError as exc:
+        raise PatchError(f"cannot write {shown!r}: {exc.strerror}") from exc
     else:
         if not stat.S_ISREG(info.st_mode):
-            raise PatchError(f"{target.relative_to(workspace).as_posix()!r} is not a regular file")
-        before, mode = target.read_bytes(), stat.S_IMODE(info.st_mode)
-    return PlannedChange(target.relative_to(workspace).as_posix(), before, content, mode)
+            raise PatchError(f"{shown!r} is not a regular file")
+        try:
+            before = target.read_bytes()
+        except OSError as exc:
+            raise PatchError(f"cannot read {shown!r}: {exc.strerror}") from exc
+        mode = stat.S_IMODE(info.st_mode)
+    return PlannedChange(shown, before, content, mode)
 
 
 def _current(path: Path) -> bytes | None:
@@ -80,9 +95,19 @@ def _current(path: Path) -> bytes | None:
         return None
 
 
+_TEMP_SUFFIX = ".gm-tmp"
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files a crash left beside ``path`` (``.NAME.*.gm-tmp``)."""
+    if path.parent.is_dir():
+        for stale in path.parent.glob(f".{path.name}.*{_TEMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)
+
+
 def _write_atomically(path: Path, content: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".gm-tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
@@ -119,3 +144,38 @@ def apply_changes(workspace: Path, changes: list[PlannedChange]) -> tuple[FileCh
     except OSError as exc:
         raise PatchError(f"cannot write {exc.filename!r}: {exc.strerror}") from exc
     return tuple(change.describe() for change in changes)
+
+
+def complete_patch(
+    workspace: Path, files: tuple[FileChange, ...], contents: dict[str, bytes]
+) -> bool:
+    """Finish a patch a crash interrupted between its intent and ``patch.applied``.
+
+    Each file is compared with its recorded hashes: already at ``after`` (done),
+    still at ``before`` (written now from ``contents``, keyed by sha256), or
+    anything else (a conflict: someone changed it since).
+
+    Returns:
+        True when every file now has its ``after`` content; False on a conflict
+        (then nothing is written).
+    """
+    to_write: list[PlannedChange] = []
+    for change in files:
+        target = workspace / change.path
+        _remove_stale_temporaries(target)
+        current = _current(target)
+        current_sha = None if current is None else sha256_hex(current)
+        if current_sha == change.after_sha256:
+            continue
+        if current_sha != change.before_sha256 or change.after_sha256 is None:
+            return False
+        to_write.append(
+            PlannedChange(
+                change.path,
+                current,
+                contents[change.after_sha256],
+                change.mode or DEFAULT_FILE_MODE,
+            )
+        )
+    apply_changes(workspace, to_write)
+    return True

@@ -44,8 +44,10 @@ def resolve_in_workspace(workspace: Path, path: str, *, write: bool = False) -> 
     if write:
         if not relative.parts:
             raise PathOutsideWorkspace(f"{path!r} is the workspace itself, not a file")
-        if relative.parts[0] in PROTECTED_DIRS:
+        # Any level (a nested repository's .git too), any case (case-insensitive disks).
+        protected = [part for part in relative.parts if part.lower() in PROTECTED_DIRS]
+        if protected:
             raise PathOutsideWorkspace(
-                f"{path!r} is inside {relative.parts[0]}/, which tools may not change"
+                f"{path!r} is inside {protected[0]}/, which tools may not change"
             )
     return real

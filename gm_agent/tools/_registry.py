@@ -111,7 +111,16 @@ class Tool:
                 f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
             )
             raise ToolError(f"invalid arguments for {self.name}: {problems}") from exc
-        return await anyio.to_thread.run_sync(self.handler, context, parsed)
+        try:
+            # Handlers only read; a thread stuck on slow I/O must not hold up an interrupt.
+            return await anyio.to_thread.run_sync(
+                self.handler, context, parsed, abandon_on_cancel=True
+            )
+        except OSError as exc:
+            where = f" ({exc.filename!r})" if exc.filename else ""
+            raise ToolError(f"{self.name}: {exc.strerror or exc}{where}") from exc
+        except UnicodeError as exc:
+            raise ToolError(f"{self.name}: {exc}") from exc
 
 
 class ToolRegistry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,17 +32,21 @@ def _relative(context: ToolContext, path: Path) -> str:
     return path.relative_to(os.path.realpath(context.workspace)).as_posix() or "."
 
 
-def _read_text(path: Path, shown: str) -> str:
-    if not path.is_file():
-        raise ToolError(
-            f"{shown!r} is not a file" if path.exists() else f"{shown!r} does not exist"
-        )
+def _read_bytes(path: Path, shown: str) -> bytes:
+    if not path.exists():
+        raise ToolError(f"{shown!r} does not exist")
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise ToolError(f"{shown!r} is not a regular file")
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
         raise ToolError(
             f"{shown!r} is a binary file ({len(data)} bytes); it cannot be shown as text"
         )
-    return data.decode("utf-8", "replace")
+    return data
+
+
+def _read_text(path: Path, shown: str) -> str:
+    return _read_bytes(path, shown).decode("utf-8", "replace")
 
 
 # -- read_file ---------------------------------------------------------------
@@ -124,7 +129,8 @@ def _walk_unignored(root: Path, start: Path) -> Iterator[Path]:
         if gitignore.is_file():
             specs.append((root / ancestor, _load_gitignore(gitignore)))
     if start.is_file():
-        yield start
+        if _searchable(root, start):
+            yield start
         return
     for current, dirs, files in os.walk(start):
         here = Path(current)
@@ -134,8 +140,18 @@ def _walk_unignored(root: Path, start: Path) -> Iterator[Path]:
             d for d in dirs if d not in PROTECTED_DIRS and not ignored(here / d, is_dir=True)
         )
         for name in sorted(files):
-            if not ignored(here / name, is_dir=False):
+            if not ignored(here / name, is_dir=False) and _searchable(root, here / name):
                 yield here / name
+
+
+def _searchable(root: Path, path: Path) -> bool:
+    """A regular file whose real location is inside ``root``: never a FIFO, a device, or a
+    symlink that leads out of the workspace."""
+    try:
+        real = Path(os.path.realpath(path))
+        return real.is_relative_to(root) and stat.S_ISREG(real.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _load_gitignore(path: Path) -> GitIgnoreSpec:
@@ -196,7 +212,13 @@ class EditFileArgs(_Args):
 
 def edit_file(context: ToolContext, args: EditFileArgs) -> Outcome:
     target = resolve_in_workspace(context.workspace, args.path, write=True)
-    text = _read_text(target, args.path)
+    try:
+        text = _read_bytes(target, args.path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ToolError(
+            f"{args.path!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "edit_file cannot change it exactly, use write_file"
+        ) from exc
     if not args.old:
         raise ToolError("`old` is empty; give the exact text to replace")
     count = text.count(args.old)

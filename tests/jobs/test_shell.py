@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -90,16 +91,36 @@ async def test_output_keeps_head_and_tail_and_says_what_was_cut(tmp_path: Path) 
     assert "bytes omitted" in result.output and len(result.output) < 300
 
 
-def test_secret_looking_variables_are_scrubbed() -> None:
-    env = {
-        "PATH": "/bin",
-        "OPENAI_API_KEY": "k",
-        "GH_TOKEN": "t",
-        "AWS_SECRET_ACCESS_KEY": "s",
-        "DB_PASSWORD": "p",
-        "HOME": "/root",
-    }
-    assert scrub_env(env) == {"PATH": "/bin", "HOME": "/root"}
+@pytest.mark.parametrize(
+    "name",
+    [
+        "OPENAI_API_KEY",
+        "GH_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "DB_PASSWORD",
+        "AZURE_OPENAI_KEY",
+        "OPENAI_KEY",
+        "GEMINI_KEY",
+        "SSH_AUTH_SOCK",
+        "DATABASE_URL",
+        "NPM_AUTH",
+        "SESSION_COOKIE",
+        "api_key",
+        "SENTRY_DSN",
+        "PGPASSWORD",
+        "MY_CREDENTIALS",
+    ],
+)
+def test_secret_looking_variables_are_scrubbed(name: str) -> None:
+    assert scrub_env({name: "s", "PATH": "/bin"}) == {"PATH": "/bin"}
+
+
+@pytest.mark.parametrize(
+    "name", ["PATH", "HOME", "PWD", "LANG", "JAVA_HOME", "GOPATH", "KEYBOARD", "TERM", "MONKEY"]
+)
+def test_ordinary_variables_are_kept(name: str) -> None:
+    assert scrub_env({name: "v"}) == {name: "v"}
 
 
 def test_idempotency_keys_are_stable_and_depend_on_the_arguments() -> None:
@@ -108,3 +129,28 @@ def test_idempotency_keys_are_stable_and_depend_on_the_arguments() -> None:
     assert idempotency_key("R", 2, 1, digest) == idempotency_key("R", 2, 1, digest)
     assert idempotency_key("R", 2, 1, digest) != idempotency_key("R", 2, 1, args_digest({"a": "y"}))
     assert idempotency_key("R", 2, 1, digest).startswith("R/2/1/")
+
+
+async def test_every_member_of_the_group_gets_the_grace_period(tmp_path: Path) -> None:
+    script = (
+        "trap 'sleep 0.3; echo cleaned > cleaned.txt; exit 0' TERM; while :; do sleep 0.05; done"
+    )
+    command = f"sh -c {script!r} & echo started; sleep 60"
+    result = await run_shell(
+        command, tmp_path, timeout_s=0.5, env=os.environ, output_cap_bytes=1000, grace_s=2.0
+    )
+    assert result.timed_out
+    assert (tmp_path / "cleaned.txt").read_text() == "cleaned\n"
+
+
+async def test_a_grandchild_that_leaves_the_group_does_not_leak_the_pipe(tmp_path: Path) -> None:
+    result = await run_shell(
+        "setsid sleep 3 & echo $! > child.pid; echo done",
+        tmp_path,
+        timeout_s=10,
+        env=os.environ,
+        output_cap_bytes=1000,
+    )
+    assert (result.exit_code, result.output) == (0, "done\n")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int((tmp_path / "child.pid").read_text()), 9)

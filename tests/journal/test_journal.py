@@ -166,7 +166,7 @@ async def test_follow_sees_events_committed_by_another_process(
         anyio.run(main)
         """
     )
-    process = subprocess.Popen([sys.executable, "-c", writer])  # noqa: ASYNC220 (it runs beside us)
+    process = subprocess.Popen([sys.executable, "-c", writer])
     seen: list[str] = []
     with anyio.fail_after(30):
         async with await Journal.open(journal.path) as reader:  # real clock: real polling
@@ -217,10 +217,7 @@ async def test_another_sqlite_database_is_refused_untouched(tmp_path: Path) -> N
     assert _bytes(path) == before
 
 
-async def test_a_damaged_page_is_reported_as_corrupt_on_read(
-    tmp_path: Path, clock: FakeClock
-) -> None:
-    path = tmp_path / "journal.db"
+async def damage_a_page(path: Path, clock: FakeClock) -> bytes:
     async with await Journal.open(path, clock=clock) as journal:
         await journal.append([created(clock)])
         await journal.append([message(clock, "x" * 3000) for _ in range(20)])
@@ -231,9 +228,43 @@ async def test_a_damaged_page_is_reported_as_corrupt_on_read(
     for page in range(2, len(data) // page_size):
         data[page * page_size : page * page_size + 100] = b"\xa5" * 100
     path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+async def test_a_damaged_page_is_refused_before_any_write(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "journal.db"
+    damaged = await damage_a_page(path, clock)
+    with pytest.raises(JournalCorrupt, match="quick_check"):
+        await Journal.open(path, clock=clock)
+    assert path.read_bytes() == damaged
+
+
+async def test_a_damaged_page_met_by_a_reader_is_reported_as_corrupt(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "journal.db"
+    damaged = await damage_a_page(path, clock)
     with pytest.raises(JournalCorrupt):
-        async with await Journal.open(path, clock=clock) as journal:
+        async with await Journal.open(path, clock=clock, read_only=True) as journal:
             await journal.read()
+    assert path.read_bytes() == damaged
+
+
+async def test_a_read_only_journal_cannot_be_written(journal: Journal, clock: FakeClock) -> None:
+    await journal.append([created(clock)])
+    async with await Journal.open(journal.path, read_only=True) as reader:
+        assert [e.kind for e in await reader.read()] == ["run.created"]
+        with pytest.raises(JournalError):
+            await reader.append([message(clock, "nope")])
+
+
+async def test_a_path_that_cannot_hold_a_journal_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / ".gm").write_text("a file where the directory should be")
+    with pytest.raises(JournalError, match="cannot open the journal"):
+        await Journal.open(tmp_path / ".gm" / "journal.db")
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(JournalError):
+        await Journal.open(tmp_path / "dir.db")
 
 
 async def test_opening_without_create_needs_an_existing_journal(tmp_path: Path) -> None:

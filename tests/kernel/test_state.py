@@ -7,6 +7,7 @@ import pytest
 from gm_agent.clock import FakeClock
 from gm_agent.errors import IllegalTransition
 from gm_agent.events import (
+    AnyEventData,
     FileChange,
     JobIntent,
     JobResult,
@@ -74,14 +75,14 @@ def test_run_created_sets_the_run_up() -> None:
         ),
         (
             [JobIntent(job_id="J", key="k", job_kind="shell", args_digest="d", idempotent=False)],
-            {"open_jobs": ("J",)},
+            {"open_jobs": ["J"]},
         ),
         (
             [
                 JobIntent(job_id="J", key="k", job_kind="shell", args_digest="d", idempotent=False),
                 JobResult(job_id="J", key="k", job_kind="shell", ok=True),
             ],
-            {"open_jobs": ()},
+            {"open_jobs": [], "job_statuses": ["succeeded"]},
         ),
         (
             [
@@ -111,17 +112,28 @@ def test_run_created_sets_the_run_up() -> None:
         "patches",
     ],
 )
-def test_evolve_table(datas: list, expected: dict) -> None:
+def test_evolve_table(datas: list[AnyEventData], expected: dict[str, object]) -> None:
+    known = {
+        "conversation_roles",
+        "step",
+        "tokens",
+        "open_calls",
+        "open_jobs",
+        "job_statuses",
+        "changed_files",
+    }
+    assert set(expected) <= known  # a misspelt key would check nothing
     state = fold(events_of(FakeClock(), "R", CREATED, *datas))
-    if "conversation_roles" in expected:
-        assert [t.role for t in state.conversation] == expected["conversation_roles"]
-    if "step" in expected:
-        assert state.step == expected["step"]
-    if "tokens" in expected:
-        assert (state.usage.input_tokens, state.usage.output_tokens) == expected["tokens"]
-    for key in ("open_calls", "open_jobs", "changed_files"):
-        if key in expected:
-            assert getattr(state, key) == expected[key]
+    observed: dict[str, object] = {
+        "conversation_roles": [t.role for t in state.conversation],
+        "step": state.step,
+        "tokens": (state.usage.input_tokens, state.usage.output_tokens),
+        "open_calls": state.open_calls,
+        "open_jobs": [j.job_id for j in state.open_jobs()],
+        "job_statuses": [j.status for j in state.jobs],
+        "changed_files": state.changed_files,
+    }
+    assert {key: observed[key] for key in expected} == expected
 
 
 def test_a_finished_run_keeps_its_summary() -> None:

@@ -62,3 +62,20 @@ def test_an_empty_task_is_refused() -> None:
 def test_an_unreadable_task_file_is_a_task_error(tmp_path: Path) -> None:
     with pytest.raises(TaskFileError, match="cannot read"):
         load_task(tmp_path / "missing.md")
+
+
+def test_a_control_character_in_the_front_matter_is_a_task_error() -> None:
+    with pytest.raises(TaskFileError, match="not valid YAML"):
+        parse_task("---\nmodel: a\x07b\n---\nTask\n", Path("task.md"))
+
+
+def test_max_steps_must_be_a_real_integer() -> None:
+    with pytest.raises(TaskFileError, match="max_steps"):
+        parse_task("---\nmax_steps: true\n---\nTask\n")
+
+
+def test_a_byte_order_mark_does_not_hide_the_front_matter(tmp_path: Path) -> None:
+    path = tmp_path / "task.md"
+    path.write_bytes("\ufeff---\nmax_steps: 3\n---\nTask\n".encode())
+    task = load_task(path)
+    assert (task.max_steps, task.text) == (3, "Task")

@@ -56,7 +56,18 @@ def test_escapes_are_refused_for_reads_and_writes(layout: Path, path: str) -> No
             resolve_in_workspace(layout, path, write=write)
 
 
-@pytest.mark.parametrize("path", [".gm/journal.db", ".git/config", "src/../.gm/x", ".gm", "."])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".gm/journal.db",
+        ".git/config",
+        "src/../.gm/x",
+        ".gm",
+        ".",
+        ".GIT/config",
+        "vendor/lib/.git/HEAD",
+    ],
+)
 def test_gm_and_git_dirs_and_the_root_are_not_writable(layout: Path, path: str) -> None:
     with pytest.raises(PathOutsideWorkspace):
         resolve_in_workspace(layout, path, write=True)

@@ -1,0 +1,211 @@
+"""The torture harness: SIGKILL `gm` at random moments, resume, repeat, then audit.
+
+A scripted task alternates shell steps (each appends its own line to
+``ledger.txt``) with file writes. The harness starts ``gm run``, kills the
+process with SIGKILL after a random delay, starts ``gm resume last``, kills
+again, and so on until the run finishes; scenario after scenario until it has
+killed enough times. It then audits every scenario's journal and files:
+
+- every event parses and ``seq`` runs 1..n without a gap;
+- a shell job with a recorded result has its ledger line exactly once;
+- an ambiguous shell job has its line at most once (and a ``job.ambiguous``);
+- no call is lost: every call of the script got a ``tool.returned``;
+- the written files equal those of an uninterrupted run, and so does the ledger
+  except for lines of ambiguous jobs that never ran.
+
+Used by ``tests/test_torture.py`` (CI, at least 30 kills) and by
+``bench/torture_bench.py`` (300 kills).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gm_agent.events import JobAmbiguous, JobIntent, JobResult, ToolReturned, event_from_record
+
+
+@dataclass
+class TortureReport:
+    """What the harness did and found. A sound runtime has every list empty and no duplicates."""
+
+    scenarios: int = 0
+    kills: int = 0
+    processes: int = 0
+    ambiguous: int = 0
+    ambiguous_not_run: int = 0
+    duplicates: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def script(steps: int) -> list[dict[str, Any]]:
+    moves: list[dict[str, Any]] = []
+    for i in range(1, steps + 1):
+        if i % 2:
+            call = {"name": "run_shell", "args": {"command": f"echo step-{i} >> ledger.txt"}}
+        else:
+            call = {
+                "name": "write_file",
+                "args": {"path": f"files/f{i}.txt", "content": f"content {i}\n"},
+            }
+        moves.append({"tool_calls": [call]})
+    moves.append({"finish": "all steps done"})
+    return moves
+
+
+def _gm(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    with open(cwd / "gm.stderr", "ab") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gm_agent", *args],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def _prepare(workspace: Path, steps: int) -> None:
+    workspace.mkdir(parents=True)
+    (workspace / "moves.yaml").write_text(yaml.safe_dump(script(steps)))
+    (workspace / "task.md").write_text("---\nmodel: scripted:moves.yaml\n---\nDo every step.\n")
+
+
+def _run_status(workspace: Path) -> str | None:
+    """The run's status from the journal, or None when no run was recorded yet."""
+    path = workspace / ".gm" / "journal.db"
+    if not path.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT status FROM runs").fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
+def _files(workspace: Path) -> dict[str, bytes]:
+    root = workspace / "files"
+    return {p.name: p.read_bytes() for p in sorted(root.glob("*"))} if root.exists() else {}
+
+
+def _ledger(workspace: Path) -> list[str]:
+    path = workspace / "ledger.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _interrupt_until_done(
+    workspace: Path, rng: random.Random, max_delay_s: float, report: TortureReport
+) -> str:
+    """Start, kill, resume... until the run ends; its final status."""
+    for _ in range(1000):
+        status = _run_status(workspace)
+        if status in ("succeeded", "failed", "cancelled"):
+            return status
+        command = ("run", "task.md") if status is None else ("resume", "last")
+        process = _gm(*command, cwd=workspace)
+        report.processes += 1
+        try:
+            code = process.wait(timeout=rng.uniform(0.0, max_delay_s))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            report.kills += 1
+            continue
+        if code != 0 and _run_status(workspace) not in ("succeeded", "failed", "cancelled"):
+            tail = (workspace / "gm.stderr").read_text().strip().splitlines()[-1:]
+            report.problems.append(
+                f"{workspace.name}: `gm {' '.join(command)}` exited {code}: {tail}"
+            )
+    raise AssertionError(f"{workspace}: the run did not finish after 1000 processes")
+
+
+def _audit(workspace: Path, baseline: Path, report: TortureReport) -> None:
+    where = workspace.name
+    with sqlite3.connect(f"file:{workspace / '.gm' / 'journal.db'}?mode=ro", uri=True) as conn:
+        rows = conn.execute(
+            "SELECT seq, id, run_id, kind, v, at, source, causation_id, data FROM events ORDER BY seq"
+        ).fetchall()
+    events = []
+    for row in rows:
+        seq, id_, run_id, kind, v, at, source, causation_id, data = row
+        record = {
+            "seq": seq,
+            "id": id_,
+            "run_id": run_id,
+            "kind": kind,
+            "v": v,
+            "at": at,
+            "source": source,
+            "causation_id": causation_id,
+            "data": json.loads(data),
+        }
+        events.append(event_from_record(record))
+    if [e.seq for e in events] != list(range(1, len(events) + 1)):
+        report.problems.append(f"{where}: seqs have gaps")
+    if events[-1].kind != "run.finished" or events[-1].data.status != "succeeded":  # type: ignore[union-attr]
+        report.problems.append(f"{where}: the run did not succeed: {events[-1].kind}")
+    intents = {
+        e.data.job_id: e.data
+        for e in events
+        if isinstance(e.data, JobIntent) and e.data.job_kind == "shell"
+    }
+    results = {e.data.job_id for e in events if isinstance(e.data, JobResult)}
+    ambiguous = {e.data.job_id for e in events if isinstance(e.data, JobAmbiguous)}
+    lines = Counter(_ledger(workspace))
+    missing: set[str] = set()
+    for job_id, intent in intents.items():
+        line = str(intent.args["command"]).split()[1]
+        count = lines[line]
+        if count > 1:
+            report.duplicates += count - 1
+            report.problems.append(f"{where}: {line} appears {count} times")
+        if job_id in results and count != 1:
+            report.problems.append(f"{where}: {line} has a result but appears {count} times")
+        if job_id in ambiguous:
+            report.ambiguous += 1
+            if count == 0:
+                report.ambiguous_not_run += 1
+                missing.add(line)
+        if job_id not in results and job_id not in ambiguous:
+            report.problems.append(f"{where}: shell job {job_id} has neither result nor ambiguous")
+    returned = {e.data.call_id for e in events if isinstance(e.data, ToolReturned)}
+    expected_calls = {f"call_{i}_1" for i in range(1, len(script(_steps(baseline))) + 1)}
+    if expected_calls - returned:
+        report.problems.append(
+            f"{where}: calls without a result: {sorted(expected_calls - returned)}"
+        )
+    if _files(workspace) != _files(baseline):
+        report.problems.append(f"{where}: written files differ from the uninterrupted run")
+    expected_ledger = [line for line in _ledger(baseline) if line not in missing]
+    if sorted(lines.elements()) != sorted(expected_ledger):
+        report.problems.append(f"{where}: ledger {sorted(lines.elements())} != {expected_ledger}")
+
+
+def _steps(baseline: Path) -> int:
+    return len(yaml.safe_load((baseline / "moves.yaml").read_text())) - 1
+
+
+def torture(
+    root: Path, *, kills: int, seed: int = 0, steps: int = 10, max_delay_s: float = 0.45
+) -> TortureReport:
+    """Kill and resume runs until at least ``kills`` SIGKILLs have landed; audit each run."""
+    rng = random.Random(seed)
+    baseline = root / "baseline"
+    _prepare(baseline, steps)
+    assert _gm("run", "task.md", cwd=baseline).wait(timeout=120) == 0
+    report = TortureReport()
+    while report.kills < kills:
+        report.scenarios += 1
+        workspace = root / f"scenario-{report.scenarios}"
+        _prepare(workspace, steps)
+        _interrupt_until_done(workspace, rng, max_delay_s, report)
+        _audit(workspace, baseline, report)
+    return report
