@@ -28,8 +28,12 @@ from gm_agent.journal import RunRow
 MAX_SHOWN = 160
 
 
+_CONTROL = {c: "�" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)]}
+"""C0/C1 control characters (ESC among them) that a terminal would obey rather than show."""
+
+
 def _short(text: str, limit: int = MAX_SHOWN) -> str:
-    flat = text.replace("\n", "⏎ ")
+    flat = text.replace("\n", "⏎ ").translate(_CONTROL)
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

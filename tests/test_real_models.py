@@ -60,7 +60,7 @@ def llama_server() -> Iterator[str]:
         "-m",
         "llama_cpp.server",
         "--model",
-        str(find_model_file("smollm2")),
+        str(find_model_file("smollm2", {})),
         "--host",
         "127.0.0.1",
         "--port",

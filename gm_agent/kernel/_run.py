@@ -93,7 +93,9 @@ async def run_task(
     task = load_task(task_path)
     registry = builtin_tools()
     registry.select(task.tools)  # an unknown tool in the allow-list fails before the run exists
-    model_name = _absolute_model(model or task.model or settings.model or default_model_name())
+    model_name = _absolute_model(
+        model or task.model or settings.model or default_model_name(environ)
+    )
     llm = make_model(model_name, settings, environ, base_dir=Path.cwd())
     try:
         async with await Journal.open(
@@ -109,10 +111,8 @@ async def run_task(
             )
             if on_created is not None:
                 on_created(run_id)
-            if observer is not None:  # the kernel reports what it commits; these came first
-                for event in await journal.read(run_id):
-                    observer(event)
             kernel = _kernel(journal, llm, settings, clock, environ, observer, heartbeat)
+            kernel.announce(await journal.read(run_id))  # what create_run wrote
             return await kernel.execute(run_id)
     finally:
         await llm.aclose()

