@@ -14,7 +14,10 @@ from gm_agent.events import (
     JobResult,
     ModelResponse,
     PatchApplied,
+    PatchConflict,
     PatchIntent,
+    PatchReapplied,
+    PatchReverted,
     RunCreated,
     RunFinished,
     RunResumed,
@@ -94,8 +97,14 @@ def log_line(event: Event) -> str:
             gist = f"{data.job_kind} {'ok' if data.ok else 'failed'} in {data.duration_ms} ms" + (
                 f" ({data.error})" if data.error else ""
             )
-        case PatchIntent() | PatchApplied():
-            gist = ", ".join(f"{f.op} {f.path}" for f in data.files)
+        case PatchIntent() | PatchApplied() | PatchReverted() | PatchReapplied():
+            gist = ", ".join(f"{f.op} {f.path}" for f in data.files) or "(no change)"
+            if isinstance(data, PatchReverted | PatchReapplied):
+                gist = (
+                    f"{data.patch_id} by {data.undo_id}{' (forced)' if data.forced else ''}: {gist}"
+                )
+        case PatchConflict():
+            gist = "files changed since read: " + ", ".join(m.path for m in data.mismatches)
         case JobAttemptFailed():
             gist = f"{data.job_kind} attempt {data.attempt}: {_short(data.error, 80)} (retry in {data.retry_in_ms} ms)"
         case JobAmbiguous():

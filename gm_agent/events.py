@@ -28,6 +28,8 @@ __all__ = [
     "Event",
     "EventSource",
     "FileChange",
+    "FileMismatch",
+    "FileOp",
     "JobAmbiguous",
     "JobAttemptFailed",
     "JobCancelled",
@@ -35,7 +37,10 @@ __all__ = [
     "JobResult",
     "ModelResponse",
     "PatchApplied",
+    "PatchConflict",
     "PatchIntent",
+    "PatchReapplied",
+    "PatchReverted",
     "RunCreated",
     "RunFinished",
     "RunResumed",
@@ -89,20 +94,38 @@ class ToolCallData(_Frozen):
     args_error: str | None = None
 
 
+FileOp = Literal["create", "modify", "delete", "rename", "chmod"]
+
+
 class FileChange(_Frozen):
     """One file's change inside a patch. Hashes are hex sha256 of the full content.
 
-    ``before_sha256`` is ``None`` for a create, ``after_sha256`` is ``None`` for a
-    delete. ``mode`` is the file's permission bits after the change (e.g. 0o644),
-    or before it for a delete. Both contents are stored as journal blobs.
+    ``path`` is where the file is after the change (for a ``rename``, its new
+    path; ``old_path`` is where it was). ``before_sha256`` is ``None`` for a
+    create, ``after_sha256`` is ``None`` for a delete. ``mode`` is the permission
+    bits after the change (``None`` for a delete), ``before_mode`` before it
+    (``None`` for a create); ``size`` is the content's length after, in bytes.
+    Both contents are stored as journal blobs, text and binary alike.
     """
 
     path: str
-    op: Literal["create", "modify", "delete", "rename", "chmod"]
+    op: FileOp
     before_sha256: str | None
     after_sha256: str | None
     mode: int | None = None
     size: int | None = None
+    before_mode: int | None = None
+    old_path: str | None = None
+
+
+class FileMismatch(_Frozen):
+    """A file that is not in the state a patch expects: hashes (``None``: missing) and modes."""
+
+    path: str
+    expected_sha256: str | None
+    actual_sha256: str | None
+    expected_mode: int | None = None
+    actual_mode: int | None = None
 
 
 class RunCreated(_Frozen):
@@ -274,8 +297,44 @@ class PatchIntent(_Frozen):
     files: tuple[FileChange, ...]
 
 
+class PatchConflict(_Frozen):
+    """A patch was not applied: files differ from the state it was planned against."""
+
+    kind: Literal["patch.conflict"] = "patch.conflict"
+    v: int = 1
+    patch_id: str
+    call_id: str | None = None
+    mismatches: tuple[FileMismatch, ...]
+
+
+class PatchReverted(_Frozen):
+    """``gm undo`` reverted a patch; ``files`` is the inverse patch that was applied.
+
+    ``undo_id`` groups the patches one ``gm undo`` reverted (``gm redo`` replays the
+    latest group); ``forced`` says the user's later edits were overwritten.
+    """
+
+    kind: Literal["patch.reverted"] = "patch.reverted"
+    v: int = 1
+    patch_id: str
+    undo_id: str
+    files: tuple[FileChange, ...]
+    forced: bool = False
+
+
+class PatchReapplied(_Frozen):
+    """``gm redo`` applied a reverted patch again."""
+
+    kind: Literal["patch.reapplied"] = "patch.reapplied"
+    v: int = 1
+    patch_id: str
+    undo_id: str
+    files: tuple[FileChange, ...]
+    forced: bool = False
+
+
 class PatchApplied(_Frozen):
-    """A set of file changes was written to the workspace."""
+    """A set of file changes was written to the workspace (by a tool, or a shell command)."""
 
     kind: Literal["patch.applied"] = "patch.applied"
     v: int = 1
@@ -321,6 +380,9 @@ AnyEventData = Annotated[
     | JobCancelled
     | PatchIntent
     | PatchApplied
+    | PatchConflict
+    | PatchReverted
+    | PatchReapplied
     | RunResumed
     | RunFinished,
     Field(discriminator="kind"),

@@ -60,10 +60,15 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """What an effect reports. ``extra`` events are committed just before ``job.result``."""
+    """What an effect reports.
+
+    ``extra`` events are committed just before ``job.result``, in the same
+    transaction, together with the content ``blobs`` they refer to.
+    """
 
     ok: bool
     output: str = ""
     error: str | None = None
     exit_code: int | None = None
     extra: tuple[AnyEventData, ...] = field(default=())
+    blobs: tuple[bytes, ...] = field(default=())

@@ -158,7 +158,9 @@ class JobRunner:
             attempts=attempt,
             output_blob=None if blob is None else _sha256(blob),
         )
-        await self._emit([*outcome.extra, result], () if blob is None else (blob,))
+        await self._emit(
+            [*outcome.extra, result], (*outcome.blobs, *(() if blob is None else (blob,)))
+        )
         return outcome
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gm_agent.kernel._run import create_run, resumable_runs, resume_run, run_task
+from gm_agent.kernel._undo import FileDiff, UndoReport, redo_run, run_diff, undo_run
 from gm_agent.kernel.context import build_request
 from gm_agent.kernel.loop import AMBIGUOUS_MESSAGE, EXIT_CODES, EventObserver, Kernel, RunOutcome
 from gm_agent.kernel.state import (
@@ -24,6 +25,7 @@ __all__ = [
     "TERMINAL",
     "TRANSITIONS",
     "EventObserver",
+    "FileDiff",
     "JobView",
     "Kernel",
     "PatchView",
@@ -31,6 +33,7 @@ __all__ = [
     "RunState",
     "TaskSpec",
     "Turn",
+    "UndoReport",
     "build_request",
     "check_transition",
     "create_run",
@@ -38,7 +41,10 @@ __all__ = [
     "fold",
     "load_task",
     "parse_task",
+    "redo_run",
     "resumable_runs",
     "resume_run",
+    "run_diff",
     "run_task",
+    "undo_run",
 ]

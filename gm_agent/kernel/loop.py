@@ -26,19 +26,15 @@ from pathlib import Path
 from typing import assert_never
 
 import anyio
-import anyio.to_thread
 
 from gm_agent.clock import Clock
-from gm_agent.errors import GmAgentError, LeaseLost, PatchError, ToolError, UserError
+from gm_agent.errors import GmAgentError, LeaseLost, ToolError, UserError
 from gm_agent.events import (
     AnyEventData,
     Event,
     EventSource,
     JobAmbiguous,
-    JobResult,
     ModelResponse,
-    PatchApplied,
-    PatchIntent,
     RunFinished,
     RunResumed,
     RunStatus,
@@ -50,13 +46,12 @@ from gm_agent.events import (
     new_event,
 )
 from gm_agent.faults import crash_point
-from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, args_digest, idempotency_key, scrub_env
-from gm_agent.jobs import run_shell as run_shell_process
+from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, args_digest, idempotency_key
 from gm_agent.journal import DEFAULT_LEASE_S, Journal, new_owner
+from gm_agent.kernel._writer import WorkspaceWriter
 from gm_agent.kernel.context import build_request
-from gm_agent.kernel.state import JobView, RunState, evolve, fold
+from gm_agent.kernel.state import JobView, PatchView, RunState, evolve, fold
 from gm_agent.llm import Model, Move
-from gm_agent.patches import PlannedChange, apply_changes, complete_patch, plan_write
 from gm_agent.settings import Settings
 from gm_agent.tools import FileWrite, Finish, Reply, ShellCommand, Tool, ToolContext, ToolRegistry
 
@@ -107,12 +102,6 @@ class RunOutcome:
         return EXIT_CODES[self.status]
 
 
-def shell_reply(exit_code: int | None, error: str | None, output: str) -> str:
-    """What the model sees of a finished command: its exit code (or timeout), then its output."""
-    header = error if error and "timed out" in error else f"exit code {exit_code}"
-    return f"{header}\n{output}".rstrip("\n")
-
-
 class Kernel:
     """Executes runs: the only code that appends a run's events while it runs.
 
@@ -156,6 +145,7 @@ class Kernel:
         self._lease_lost = False
         self._state = RunState()
         self._tools: dict[str, Tool] = {}
+        self._workspace_writer: WorkspaceWriter | None = None
 
     @property
     def state(self) -> RunState:
@@ -257,11 +247,24 @@ class Kernel:
     # -- events ------------------------------------------------------------
 
     async def _emit(
-        self, datas: Sequence[AnyEventData], cause: str | None = None, blobs: Iterable[bytes] = ()
+        self,
+        datas: Sequence[AnyEventData],
+        cause: str | None = None,
+        blobs: Iterable[bytes] = (),
+        source: EventSource | None = None,
     ) -> list[Event]:
-        """Check ``datas`` against the state (evolve), commit them, then fold them in."""
+        """Check ``datas`` against the state (evolve), commit them, then fold them in.
+
+        ``source`` overrides each event's usual source (a shell command's patch is ``job``'s).
+        """
         events = [
-            new_event(self._clock, self._state.run_id, _SOURCES.get(d.kind, _source(d)), d, cause)
+            new_event(
+                self._clock,
+                self._state.run_id,
+                source or _SOURCES.get(d.kind, _source(d)),
+                d,
+                cause,
+            )
             for d in datas
         ]
         fold(events, self._state)  # raises IllegalTransition before anything is written
@@ -270,6 +273,20 @@ class Kernel:
             self._state = evolve(self._state, event)
             self._notify(event)
         return committed
+
+    def _writer(self) -> WorkspaceWriter:
+        """What carries out this run's file writes and shell commands."""
+        if self._workspace_writer is None:
+            self._workspace_writer = WorkspaceWriter(
+                self._journal,
+                self._clock,
+                Path(self._state.workspace),
+                self._owner,
+                self._emit,
+                self._settings.tools,
+                self._environ,
+            )
+        return self._workspace_writer
 
     def _runner(self, cause: str | None) -> JobRunner:
         """A job runner whose events are caused by ``cause``."""
@@ -432,7 +449,7 @@ class Kernel:
             case Reply():
                 await self._reply(call, outcome.ok, outcome.output, cause)
             case FileWrite():
-                ok, output = await self._write(outcome, call, cause)
+                ok, output = await self._writer().write(outcome, call.call_id, cause)
                 await self._reply(call, ok, output, cause)
             case ShellCommand():
                 ok, output = await self._shell(outcome, call, index, cause)
@@ -456,7 +473,7 @@ class Kernel:
             match job.status:
                 case "succeeded" | "failed":
                     assert job.result is not None
-                    ok, output = await self._served(job.result)
+                    ok, output = await self._writer().served(job.result)
                     await self._reply(call, ok, output, cause)
                 case "cancelled":
                     await self._reply(
@@ -468,7 +485,8 @@ class Kernel:
                 case "ambiguous":
                     await self._reply(call, False, AMBIGUOUS_MESSAGE, cause)
                 case "started" if job.idempotent:
-                    ok, output = await self._shell_job(_spec_of(job), cause, intent_committed=True)
+                    writer = self._writer()
+                    ok, output = await writer.shell(_spec_of(job), cause, intent_committed=True)
                     await self._reply(call, ok, output, cause)
                 case "started":
                     await self._emit(
@@ -484,63 +502,15 @@ class Kernel:
                     )
                     await self._reply(call, False, AMBIGUOUS_MESSAGE, cause)
             return
-        if patch is not None:
-            ok, output = await self._reconcile_write(patch.patch_id, call, cause)
+        if patch is not None and patch.status == "intent":
+            writer = self._writer()
+            ok, output = await writer.complete(patch.patch_id, patch.files, call.call_id, cause)
             await self._reply(call, ok, output, cause)
             return
+        if patch is not None:  # applied (or conflicted) before the stop: its record stands
+            await self._reply(call, patch.status == "applied", _patch_reply(patch), cause)
+            return
         await self._carry_out(call, index, cause)  # nothing started: reads, finish
-
-    # -- file writes ---------------------------------------------------------
-
-    async def _write(
-        self, write: FileWrite, call: ToolCallData, cause: str | None
-    ) -> tuple[bool, str]:
-        """Apply a file write as a patch: intent (with blobs), write, applied."""
-        workspace = Path(self._state.workspace)
-        try:
-            change = await anyio.to_thread.run_sync(_plan, workspace, write)
-        except PatchError as exc:
-            return False, str(exc)
-        if change.before == change.after:
-            return True, f"{change.path} already has exactly this content; nothing changed"
-        patch_id = self._clock.new_id()
-        files = (change.describe(),)
-        blobs = [change.after] if change.before is None else [change.before, change.after]
-        await self._emit(
-            [PatchIntent(patch_id=patch_id, call_id=call.call_id, files=files)], cause, blobs
-        )
-        try:
-            await anyio.to_thread.run_sync(apply_changes, workspace, [change])
-        except PatchError as exc:
-            return False, str(exc)
-        crash_point("patch.after_write")
-        await self._emit(
-            [PatchApplied(patch_id=patch_id, call_id=call.call_id, files=files)], cause
-        )
-        verb = "created" if change.before is None else "updated"
-        return True, f"{verb} {change.path} ({len(change.after)} bytes)"
-
-    async def _reconcile_write(
-        self, patch_id: str, call: ToolCallData, cause: str | None
-    ) -> tuple[bool, str]:
-        patch = next(p for p in self._state.patches if p.patch_id == patch_id)
-        if patch.applied:
-            return True, "; ".join(f"{f.op}d {f.path}" for f in patch.files)
-        workspace = Path(self._state.workspace)  # resolved when the run was created
-        contents = {
-            f.after_sha256: await self._journal.get_blob(f.after_sha256)
-            for f in patch.files
-            if f.after_sha256 is not None
-        }
-        if not await anyio.to_thread.run_sync(complete_patch, workspace, patch.files, contents):
-            return False, (
-                "the write was interrupted and the file has changed since; read it again: "
-                + ", ".join(f.path for f in patch.files)
-            )
-        await self._emit(
-            [PatchApplied(patch_id=patch_id, call_id=call.call_id, files=patch.files)], cause
-        )
-        return True, "; ".join(f"{f.op}d {f.path}" for f in patch.files)
 
     # -- shell commands --------------------------------------------------------
 
@@ -557,49 +527,13 @@ class Kernel:
             idempotent=False,
             call_id=call.call_id,
         )
-        return await self._shell_job(spec, cause)
-
-    async def _shell_job(
-        self, spec: JobSpec, cause: str | None, *, intent_committed: bool = False
-    ) -> tuple[bool, str]:
-        command = str(spec.args["command"])
-        timeout_s = float(spec.args["timeout_s"])  # type: ignore[arg-type]
-        limits = self._settings.tools
-
-        async def effect() -> JobOutcome:
-            result = await run_shell_process(
-                command,
-                Path(self._state.workspace),
-                timeout_s=timeout_s,
-                env=scrub_env(self._environ),
-                output_cap_bytes=limits.shell_output_cap_bytes,
-            )
-            error = None
-            if result.timed_out:
-                error = f"timed out after {timeout_s:g} s; the command was killed"
-            elif result.exit_code != 0:
-                error = f"exit code {result.exit_code}"
-            return JobOutcome(
-                ok=error is None, output=result.output, error=error, exit_code=result.exit_code
-            )
-
-        outcome = await self._runner(cause).run(spec, effect, intent_committed=intent_committed)
-        return outcome.ok, shell_reply(outcome.exit_code, outcome.error, outcome.output)
-
-    async def _served(self, result: JobResult) -> tuple[bool, str]:
-        """A recorded job result as the model would have seen it (never re-run)."""
-        output = result.output
-        if result.output_blob is not None:
-            output = (await self._journal.get_blob(result.output_blob)).decode("utf-8", "replace")
-        return result.ok, shell_reply(result.exit_code, result.error, output)
+        return await self._writer().shell(spec, cause)
 
 
-def _plan(workspace: Path, write: FileWrite) -> PlannedChange:
-    """Plan ``write`` against the disk (blocking; runs in a worker thread)."""
-    change = plan_write(workspace.resolve(), write.target, write.content)
-    if change.before != write.expected_before:
-        raise PatchError(f"{change.path!r} changed on disk since it was read; read it again")
-    return change
+def _patch_reply(patch: PatchView) -> str:
+    if patch.status == "conflict":
+        return "the files changed on disk since they were read; read them again"
+    return "; ".join(f"{f.op} {f.path}" for f in patch.files)
 
 
 def _spec_of(job: JobView) -> JobSpec:

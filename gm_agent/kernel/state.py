@@ -25,7 +25,10 @@ from gm_agent.events import (
     JobResult,
     ModelResponse,
     PatchApplied,
+    PatchConflict,
     PatchIntent,
+    PatchReapplied,
+    PatchReverted,
     RunCreated,
     RunFinished,
     RunResumed,
@@ -101,15 +104,25 @@ class JobView(BaseModel):
     result: JobResult | None = None
 
 
+PatchStatus = Literal["intent", "applied", "conflict", "reverted"]
+
+
 class PatchView(BaseModel):
-    """A patch of a tool call: announced (``patch.intent``), then ``applied``."""
+    """A patch of the run: announced (``intent``), ``applied``, refused (``conflict``),
+    or undone (``reverted``, by ``gm undo``; ``gm redo`` makes it ``applied`` again).
+
+    ``seq`` is where it was last applied or reverted; ``undo_id`` the undo that
+    reverted it.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     patch_id: str
     call_id: str | None
     files: tuple[FileChange, ...]
-    applied: bool = False
+    status: PatchStatus = "intent"
+    seq: int = 0
+    undo_id: str | None = None
 
 
 class RunState(BaseModel):
@@ -193,6 +206,18 @@ def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
     return tuple(i for i in items if i != item)
 
 
+def _put_patch(state: RunState, patch: PatchView) -> tuple[PatchView, ...]:
+    if any(p.patch_id == patch.patch_id for p in state.patches):
+        return tuple(patch if p.patch_id == patch.patch_id else p for p in state.patches)
+    return (*state.patches, patch)
+
+
+def _update_patch(state: RunState, patch_id: str, **changes: object) -> tuple[PatchView, ...]:
+    return tuple(
+        p.model_copy(update=changes) if p.patch_id == patch_id else p for p in state.patches
+    )
+
+
 def _update_job(state: RunState, job_id: str, **changes: object) -> tuple[JobView, ...]:
     return tuple(
         job.model_copy(update=changes) if job.job_id == job_id else job for job in state.jobs
@@ -272,17 +297,29 @@ def evolve(state: RunState, event: Event) -> RunState:
             patch = PatchView(patch_id=data.patch_id, call_id=data.call_id, files=data.files)
             update["patches"] = (*state.patches, patch)
         case PatchApplied():
-            known = {p.patch_id for p in state.patches}
             applied = PatchView(
-                patch_id=data.patch_id, call_id=data.call_id, files=data.files, applied=True
+                patch_id=data.patch_id,
+                call_id=data.call_id,
+                files=data.files,
+                status="applied",
+                seq=event.seq or 0,
             )
-            update["patches"] = (
-                tuple(applied if p.patch_id == data.patch_id else p for p in state.patches)
-                if data.patch_id in known
-                else (*state.patches, applied)
-            )
+            update["patches"] = _put_patch(state, applied)
             new = [f.path for f in data.files if f.path not in state.changed_files]
             update["changed_files"] = (*state.changed_files, *dict.fromkeys(new))
+        case PatchConflict():
+            conflict = PatchView(
+                patch_id=data.patch_id, call_id=data.call_id, files=(), status="conflict"
+            )
+            update["patches"] = _put_patch(state, conflict)
+        case PatchReverted():
+            update["patches"] = _update_patch(
+                state, data.patch_id, status="reverted", seq=event.seq or 0, undo_id=data.undo_id
+            )
+        case PatchReapplied():
+            update["patches"] = _update_patch(
+                state, data.patch_id, status="applied", seq=event.seq or 0, undo_id=None
+            )
         case RunResumed():
             update["resumes"] = state.resumes + 1
         case RunFinished():

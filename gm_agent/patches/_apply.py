@@ -1,104 +1,109 @@
-"""Planning and applying file changes atomically.
+"""Checking and applying file changes on disk, each atomically.
 
-A write is planned against what is on disk (:func:`plan_write`), checked again
-just before it lands, and written through a temporary file in the same
-directory: write, fsync, ``os.replace``, fsync the directory (so the rename
-itself survives a power loss; see rename(2) and fsync(2)).
+Content is written through a temporary file in the same directory: write,
+fsync, ``os.replace``, fsync the directory (so the rename itself survives a
+power loss; see rename(2) and fsync(2)). Deletes and renames fsync their
+directories too.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from gm_agent.errors import PatchError
-from gm_agent.events import FileChange
+from gm_agent.events import FileChange, FileMismatch
+from gm_agent.patches._change import DEFAULT_FILE_MODE, PlannedChange, sha256_hex
 
-__all__ = [
-    "DEFAULT_FILE_MODE",
-    "PlannedChange",
-    "apply_changes",
-    "complete_patch",
-    "plan_write",
-    "sha256_hex",
-]
-
-DEFAULT_FILE_MODE = 0o644
-"""Permission bits of a file a tool creates."""
-
-
-def sha256_hex(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class PlannedChange:
-    """One file's full before and after content.
-
-    Attributes:
-        path: POSIX path relative to the workspace.
-        before: content before, or ``None`` if the file does not exist.
-        after: content after (deletes arrive with the Patches issue).
-        mode: permission bits after the change.
-    """
-
-    path: str
-    before: bytes | None
-    after: bytes
-    mode: int
-
-    def describe(self) -> FileChange:
-        """The journal's record of this change (hashes, not contents)."""
-        return FileChange(
-            path=self.path,
-            op="create" if self.before is None else "modify",
-            before_sha256=None if self.before is None else sha256_hex(self.before),
-            after_sha256=sha256_hex(self.after),
-            mode=self.mode,
-            size=len(self.after),
-        )
-
-
-def plan_write(workspace: Path, target: Path, content: bytes) -> PlannedChange:
-    """Plan replacing ``target`` (an absolute path inside ``workspace``) with ``content``.
-
-    Raises:
-        PatchError: ``target`` is a directory or cannot be read.
-    """
-    shown = target.relative_to(workspace).as_posix()
-    try:
-        info = target.stat()
-    except FileNotFoundError:
-        before, mode = None, DEFAULT_FILE_MODE
-    except OSError as exc:
-        raise PatchError(f"cannot write {shown!r}: {exc.strerror}") from exc
-    else:
-        if not stat.S_ISREG(info.st_mode):
-            raise PatchError(f"{shown!r} is not a regular file")
-        try:
-            before = target.read_bytes()
-        except OSError as exc:
-            raise PatchError(f"cannot read {shown!r}: {exc.strerror}") from exc
-        mode = stat.S_IMODE(info.st_mode)
-    return PlannedChange(shown, before, content, mode)
-
-
-def _current(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
+__all__ = ["apply_changes", "check_changes", "complete_patch", "plan_write", "read_state"]
 
 _TEMP_SUFFIX = ".gm-tmp"
 
 
-def _remove_stale_temporaries(path: Path) -> None:
+def read_state(path: Path) -> tuple[bytes | None, int | None]:
+    """A file's content and permission bits, or ``(None, None)`` when it does not exist.
+
+    Raises:
+        PatchError: it exists but is not a regular file, or cannot be read.
+    """
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        raise PatchError(f"cannot look at {str(path)!r}: {exc.strerror}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise PatchError(f"{str(path)!r} is not a regular file")
+    try:
+        return path.read_bytes(), stat.S_IMODE(info.st_mode)
+    except OSError as exc:
+        raise PatchError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
+
+
+def plan_write(workspace: Path, target: Path, content: bytes) -> PlannedChange:
+    """Plan replacing ``target`` (absolute, inside ``workspace``) with ``content``.
+
+    A new file gets :data:`DEFAULT_FILE_MODE`; an existing one keeps its mode.
+
+    Raises:
+        PatchError: ``target`` is not a regular file or cannot be read.
+    """
+    shown = target.relative_to(workspace).as_posix()
+    before, mode = read_state(target)
+    return PlannedChange(
+        path=shown,
+        op="create" if before is None else "modify",
+        before=before,
+        after=content,
+        before_mode=mode,
+        after_mode=DEFAULT_FILE_MODE if mode is None else mode,
+    )
+
+
+def _mismatch(
+    path: str, expected: bytes | None, mode: int | None, workspace: Path
+) -> FileMismatch | None:
+    try:
+        actual, actual_mode = read_state(workspace / path)
+    except PatchError:
+        actual, actual_mode = b"\0<not a regular file>", None
+    same_content = actual == expected
+    same_mode = expected is None or mode is None or actual_mode == mode
+    if same_content and same_mode:
+        return None
+    return FileMismatch(
+        path=path,
+        expected_sha256=None if expected is None else sha256_hex(expected),
+        actual_sha256=None if actual is None else sha256_hex(actual),
+        expected_mode=mode,
+        actual_mode=actual_mode,
+    )
+
+
+def check_changes(workspace: Path, changes: Sequence[PlannedChange]) -> list[FileMismatch]:
+    """Files not in the state ``changes`` start from (content and mode); empty when all are."""
+    found: list[FileMismatch] = []
+    for change in changes:
+        mismatch = _mismatch(change.source_path, change.before, change.before_mode, workspace)
+        if mismatch is None and change.op == "rename":
+            mismatch = _mismatch(change.path, None, None, workspace)  # the target must be free
+        if mismatch is not None:
+            found.append(mismatch)
+    return found
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(path: Path) -> None:
     """Delete temporary files a crash left beside ``path`` (``.NAME.*.gm-tmp``)."""
     if path.parent.is_dir():
         for stale in path.parent.glob(f".{path.name}.*{_TEMP_SUFFIX}"):
@@ -118,64 +123,77 @@ def _write_atomically(path: Path, content: bytes, mode: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(path.parent)
 
 
-def apply_changes(workspace: Path, changes: list[PlannedChange]) -> tuple[FileChange, ...]:
-    """Write ``changes`` to disk, each atomically, after checking none moved since planning.
+def _apply_one(workspace: Path, change: PlannedChange) -> None:
+    target = workspace / change.path
+    match change.op:
+        case "create" | "modify":
+            assert change.after is not None
+            _write_atomically(target, change.after, change.after_mode or DEFAULT_FILE_MODE)
+        case "delete":
+            target.unlink(missing_ok=True)
+            _fsync_dir(target.parent)
+        case "chmod":
+            os.chmod(target, change.after_mode or DEFAULT_FILE_MODE)
+        case "rename":
+            source = workspace / change.source_path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+            if change.after_mode is not None:
+                os.chmod(target, change.after_mode)
+            _fsync_dir(target.parent)
+            _fsync_dir(source.parent)
+
+
+def apply_changes(
+    workspace: Path, changes: Sequence[PlannedChange], *, force: bool = False
+) -> tuple[FileChange, ...]:
+    """Apply ``changes`` in order, after checking every file is in its ``before`` state.
+
+    Args:
+        workspace: the (resolved) workspace root.
+        changes: what to do.
+        force: skip the check (``gm undo --force``): overwrite whatever is there.
 
     Returns:
         The journal records of the changes, in order.
 
     Raises:
-        PatchError: a file no longer has its planned ``before`` content (nothing
-            is written then), or the disk refused a write.
+        PatchError: a file is not in its ``before`` state (nothing is written then;
+            the message names the files), or the disk refused a write.
     """
-    for change in changes:
-        if _current(workspace / change.path) != change.before:
-            raise PatchError(f"{change.path!r} changed on disk since it was read; read it again")
+    if not force:
+        mismatches = check_changes(workspace, changes)
+        if mismatches:
+            names = ", ".join(repr(m.path) for m in mismatches)
+            raise PatchError(f"{names} changed on disk since it was read; read it again")
     try:
         for change in changes:
-            _write_atomically(workspace / change.path, change.after, change.mode)
+            _apply_one(workspace, change)
     except OSError as exc:
-        raise PatchError(f"cannot write {exc.filename!r}: {exc.strerror}") from exc
+        raise PatchError(f"cannot change {exc.filename!r}: {exc.strerror}") from exc
     return tuple(change.describe() for change in changes)
 
 
-def complete_patch(
-    workspace: Path, files: tuple[FileChange, ...], contents: dict[str, bytes]
-) -> bool:
+def complete_patch(workspace: Path, changes: Sequence[PlannedChange]) -> bool:
     """Finish a patch a crash interrupted between its intent and ``patch.applied``.
 
-    Each file is compared with its recorded hashes: already at ``after`` (done),
-    still at ``before`` (written now from ``contents``, keyed by sha256), or
-    anything else (a conflict: someone changed it since).
+    Each file is compared with the patch: already in its ``after`` state (done),
+    still in its ``before`` state (applied now), or anything else (a conflict:
+    someone changed it since; nothing is written).
 
     Returns:
-        True when every file now has its ``after`` content; False on a conflict
-        (then nothing is written).
+        True when every file is now in its ``after`` state; False on a conflict.
     """
-    to_write: list[PlannedChange] = []
-    for change in files:
-        target = workspace / change.path
-        _remove_stale_temporaries(target)
-        current = _current(target)
-        current_sha = None if current is None else sha256_hex(current)
-        if current_sha == change.after_sha256:
+    remaining: list[PlannedChange] = []
+    for change in changes:
+        remove_stale_temporaries(workspace / change.path)
+        if not check_changes(workspace, [change.invert()]):  # already done
             continue
-        if current_sha != change.before_sha256 or change.after_sha256 is None:
+        if check_changes(workspace, [change]):
             return False
-        to_write.append(
-            PlannedChange(
-                change.path,
-                current,
-                contents[change.after_sha256],
-                change.mode or DEFAULT_FILE_MODE,
-            )
-        )
-    apply_changes(workspace, to_write)
+        remaining.append(change)
+    apply_changes(workspace, remaining)
     return True

@@ -6,13 +6,12 @@ import fnmatch
 import os
 import re
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
-from pathspec import GitIgnoreSpec
 from pydantic import BaseModel, ConfigDict, Field
 
 from gm_agent.errors import ToolError
+from gm_agent.patches import walk_files
 from gm_agent.tools._paths import PROTECTED_DIRS, resolve_in_workspace
 from gm_agent.tools._registry import FileWrite, Outcome, Reply, Tool, ToolContext
 
@@ -112,52 +111,6 @@ class SearchArgs(_Args):
     glob: str | None = Field(default=None, description="only files whose name matches, e.g. *.py")
 
 
-def _walk_unignored(root: Path, start: Path) -> Iterator[Path]:
-    """Files under ``start``, skipping .git/.gm and what .gitignore files exclude."""
-    specs: list[tuple[Path, GitIgnoreSpec]] = []
-
-    def ignored(path: Path, is_dir: bool) -> bool:
-        for base, spec in specs:
-            if path.is_relative_to(base):
-                relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
-                if spec.match_file(relative):
-                    return True
-        return False
-
-    for ancestor in [*reversed(start.relative_to(root).parents), start.relative_to(root)]:
-        gitignore = root / ancestor / ".gitignore"
-        if gitignore.is_file():
-            specs.append((root / ancestor, _load_gitignore(gitignore)))
-    if start.is_file():
-        if _searchable(root, start):
-            yield start
-        return
-    for current, dirs, files in os.walk(start):
-        here = Path(current)
-        if (here / ".gitignore").is_file() and here != start:
-            specs.append((here, _load_gitignore(here / ".gitignore")))
-        dirs[:] = sorted(
-            d for d in dirs if d not in PROTECTED_DIRS and not ignored(here / d, is_dir=True)
-        )
-        for name in sorted(files):
-            if not ignored(here / name, is_dir=False) and _searchable(root, here / name):
-                yield here / name
-
-
-def _searchable(root: Path, path: Path) -> bool:
-    """A regular file whose real location is inside ``root``: never a FIFO, a device, or a
-    symlink that leads out of the workspace."""
-    try:
-        real = Path(os.path.realpath(path))
-        return real.is_relative_to(root) and stat.S_ISREG(real.stat().st_mode)
-    except OSError:
-        return False
-
-
-def _load_gitignore(path: Path) -> GitIgnoreSpec:
-    return GitIgnoreSpec.from_lines(path.read_text(encoding="utf-8", errors="replace").splitlines())
-
-
 def search(context: ToolContext, args: SearchArgs) -> Outcome:
     try:
         regex = re.compile(args.pattern)
@@ -168,7 +121,7 @@ def search(context: ToolContext, args: SearchArgs) -> Outcome:
         raise ToolError(f"{args.path!r} does not exist")
     root = Path(os.path.realpath(context.workspace))
     matches: list[str] = []
-    for file in _walk_unignored(root, start):
+    for file in walk_files(root, start):
         if args.glob and not fnmatch.fnmatch(file.name, args.glob):
             continue
         try:

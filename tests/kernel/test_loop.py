@@ -85,6 +85,7 @@ async def test_a_scripted_run_journals_exactly_this_sequence(workspace: Path) ->
         *model_step,
         "tool.called",
         "job.intent",
+        "patch.applied",  # what the command changed: ledger.txt
         "job.result",
         "tool.returned",
         *model_step,
@@ -100,7 +101,8 @@ async def test_a_scripted_run_journals_exactly_this_sequence(workspace: Path) ->
     assert sources["user.message"] == "user"
     assert sources["model.response"] == "model"
     assert sources["job.intent"] == "job"
-    assert sources["patch.applied"] == "patch"
+    patch_sources = [e.source for e in events if e.kind == "patch.applied"]
+    assert patch_sources == ["patch", "job"]  # write_file's, then the shell command's
     statuses = [(e.data.from_, e.data.to) for e in events if isinstance(e.data, RunStatusChanged)]
     assert statuses == [("created", "running"), ("running", "succeeded")]
 

@@ -126,7 +126,8 @@ def test_a_file_changed_by_the_user_during_the_crash_is_a_conflict_not_overwritt
         json.loads(line) for line in gm("log", "last", "--json", cwd=workspace).stdout.splitlines()
     ]
     (reply,) = [r for r in of_kind(log, "tool.returned") if r["name"] == "write_file"]
-    assert not reply["ok"] and "changed since" in reply["output"]
+    assert not reply["ok"] and "changed on disk since" in reply["output"]
+    assert "patch.conflict" in [e["kind"] for e in log]
 
 
 def test_an_orphaned_run_is_listed_as_such_and_resume_all_finishes_it(workspace: Path) -> None:

@@ -1,0 +1,276 @@
+"""``gm diff``, ``gm undo`` and ``gm redo``: a run's net change, reverted and re-applied.
+
+Undo reverts the run's applied patches newest first, each as a journaled
+``patch.reverted`` carrying the inverse patch, after checking that every file is
+still as the run left it: a file the user edited since is named and nothing is
+touched, unless forced. Redo re-applies what the latest undo reverted, oldest
+first, with the same check the other way round. Both hold the run's lease (so a
+live run is never changed under its kernel) and the workspace writer lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from gm_agent.clock import Clock, SystemClock
+from gm_agent.errors import PatchError, UserError
+from gm_agent.events import FileChange, PatchReapplied, PatchReverted, new_event
+from gm_agent.journal import DEFAULT_LEASE_S, Journal, new_owner
+from gm_agent.kernel.state import PatchView, fold
+from gm_agent.patches import (
+    PlannedChange,
+    WriterLock,
+    apply_changes,
+    check_changes,
+    count_lines,
+    render_diff,
+)
+from gm_agent.settings import GM_DIR, load_settings
+
+__all__ = ["FileDiff", "UndoReport", "redo_run", "run_diff", "undo_run"]
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    """One file's net change over a run: its unified diff and line counts."""
+
+    path: str
+    diff: str
+    added: int
+    removed: int
+
+
+@dataclass(frozen=True)
+class UndoReport:
+    """What an undo or redo did: the patches it touched, in order, and the files."""
+
+    run_id: str
+    undo_id: str
+    patches: tuple[str, ...]
+    files: tuple[str, ...]
+
+
+async def _blobs(journal: Journal, patches: Sequence[PatchView]) -> dict[str, bytes]:
+    shas = {s for p in patches for f in p.files for s in (f.before_sha256, f.after_sha256) if s}
+    return {sha: await journal.get_blob(sha) for sha in sorted(shas)}
+
+
+def _changes(patch: PatchView, blobs: Mapping[str, bytes]) -> list[PlannedChange]:
+    return [PlannedChange.from_record(f, blobs) for f in patch.files]
+
+
+async def _open(workspace: Path, environ: Mapping[str, str], read_only: bool = False) -> Journal:
+    settings = load_settings(workspace, environ)
+    return await Journal.open(settings.journal_path, create=False, read_only=read_only)
+
+
+async def run_diff(workspace: Path, run_ref: str, environ: Mapping[str, str]) -> list[FileDiff]:
+    """The net change run ``run_ref`` made to the workspace, file by file (reverted patches excluded)."""
+    async with await _open(workspace, environ, read_only=True) as journal:
+        state = fold(await journal.read(await journal.resolve_run(run_ref)))
+        applied = [p for p in state.patches if p.status == "applied"]
+        blobs = await _blobs(journal, applied)
+    first: dict[str, tuple[bytes | None, int | None]] = {}
+    last: dict[str, tuple[bytes | None, int | None]] = {}
+    for patch in applied:
+        for change in _changes(patch, blobs):
+            if change.op == "rename":  # a move is a delete here and a create there
+                first.setdefault(change.source_path, (change.before, change.before_mode))
+                last[change.source_path] = (None, None)
+                first.setdefault(change.path, (None, None))
+            else:
+                first.setdefault(change.path, (change.before, change.before_mode))
+            last[change.path] = (change.after, change.after_mode)
+    diffs: list[FileDiff] = []
+    for path in sorted(first):
+        (before, before_mode), (after, after_mode) = first[path], last[path]
+        if (before, before_mode) == (after, after_mode):
+            continue
+        text = render_diff(
+            path if before is not None else None,
+            path if after is not None else None,
+            before,
+            after,
+            before_mode,
+            after_mode,
+        )
+        added, removed = count_lines(text)
+        diffs.append(FileDiff(path, text, added, removed))
+    return diffs
+
+
+async def _with_run(
+    workspace: Path, run_ref: str, environ: Mapping[str, str], clock: Clock
+) -> tuple[Journal, str, str]:
+    journal = await _open(workspace, environ)
+    try:
+        run_id = await journal.resolve_run(run_ref)
+        owner = new_owner(clock.new_id())
+        await journal.acquire_lease(run_id, owner, DEFAULT_LEASE_S * 6)
+    except BaseException:
+        await journal.close()
+        raise
+    return journal, run_id, owner
+
+
+def _refusal(mismatched: list[str], verb: str) -> UserError:
+    names = ", ".join(repr(p) for p in mismatched)
+    return UserError(
+        f"cannot {verb}: {names} changed since the run changed it (your edits?); "
+        f"nothing was touched. Use --force to overwrite them"
+    )
+
+
+async def undo_run(
+    workspace: Path,
+    run_ref: str,
+    environ: Mapping[str, str],
+    *,
+    to_seq: int | None = None,
+    force: bool = False,
+    clock: Clock | None = None,
+) -> UndoReport:
+    """Revert run ``run_ref``'s applied patches, newest first (those after ``to_seq`` only).
+
+    Raises:
+        UserError: a file changed since the run changed it (without ``force``), or
+            there is nothing to undo.
+        RunLeased: the run is being executed right now.
+    """
+    clock = clock or SystemClock()
+    workspace = Path(await anyio.Path(workspace).resolve())
+    journal, run_id, owner = await _with_run(workspace, run_ref, environ, clock)
+    try:
+        state = fold(await journal.read(run_id))
+        targets = [p for p in state.patches if p.status == "applied" and p.seq > (to_seq or 0)]
+        if not targets:
+            raise UserError(f"run {run_id} has no applied changes to undo")
+        undo_id = clock.new_id()
+        blobs = await _blobs(journal, targets)
+        async with WriterLock(workspace / GM_DIR / "writer.lock", owner, clock):
+            if not force:
+                await _check_final_state(workspace, targets, blobs, "undo")
+            files: list[str] = []
+            for patch in reversed(targets):
+                inverse = [c.invert() for c in reversed(_changes(patch, blobs))]
+                records = await _apply(workspace, inverse, force)
+                files += [r.path for r in records]
+                event = PatchReverted(
+                    patch_id=patch.patch_id, undo_id=undo_id, files=records, forced=force
+                )
+                await journal.append([new_event(clock, run_id, "user", event)])
+        return UndoReport(
+            run_id,
+            undo_id,
+            tuple(p.patch_id for p in reversed(targets)),
+            tuple(dict.fromkeys(files)),
+        )
+    finally:
+        await journal.release_lease(run_id, owner)
+        await journal.close()
+
+
+async def redo_run(
+    workspace: Path,
+    run_ref: str,
+    environ: Mapping[str, str],
+    *,
+    force: bool = False,
+    clock: Clock | None = None,
+) -> UndoReport:
+    """Re-apply what the latest ``gm undo`` of run ``run_ref`` reverted, oldest first.
+
+    Raises:
+        UserError: nothing to redo, or a file changed since the undo (without ``force``).
+        RunLeased: the run is being executed right now.
+    """
+    clock = clock or SystemClock()
+    workspace = Path(await anyio.Path(workspace).resolve())
+    journal, run_id, owner = await _with_run(workspace, run_ref, environ, clock)
+    try:
+        state = fold(await journal.read(run_id))
+        reverted = [p for p in state.patches if p.status == "reverted"]
+        if not reverted:
+            raise UserError(f"run {run_id} has nothing to redo: no undo is in effect")
+        undo_id = max(reverted, key=lambda p: p.seq).undo_id
+        targets = [p for p in reverted if p.undo_id == undo_id]
+        blobs = await _blobs(journal, targets)
+        async with WriterLock(workspace / GM_DIR / "writer.lock", owner, clock):
+            if not force:
+                await _check_undone_state(workspace, targets, blobs)
+            files: list[str] = []
+            for patch in targets:
+                records = await _apply(workspace, _changes(patch, blobs), force)
+                files += [r.path for r in records]
+                event = PatchReapplied(
+                    patch_id=patch.patch_id, undo_id=undo_id or "", files=records, forced=force
+                )
+                await journal.append([new_event(clock, run_id, "user", event)])
+        return UndoReport(
+            run_id, undo_id or "", tuple(p.patch_id for p in targets), tuple(dict.fromkeys(files))
+        )
+    finally:
+        await journal.release_lease(run_id, owner)
+        await journal.close()
+
+
+async def _apply(
+    workspace: Path, changes: list[PlannedChange], force: bool
+) -> tuple[FileChange, ...]:
+    try:
+        return await anyio.to_thread.run_sync(
+            lambda: apply_changes(workspace, changes, force=force)
+        )
+    except PatchError as exc:
+        raise UserError(f"{exc}; nothing more was changed") from exc
+
+
+def _net_changes(targets: Sequence[PatchView], blobs: Mapping[str, bytes]) -> list[PlannedChange]:
+    """One change per path from its state before the first patch to after the last."""
+    first: dict[str, PlannedChange] = {}
+    last: dict[str, PlannedChange] = {}
+    for patch in targets:
+        for change in _changes(patch, blobs):
+            for path in {change.path, change.source_path}:
+                first.setdefault(path, change)
+                last[path] = change
+    net: list[PlannedChange] = []
+    for path, change in last.items():
+        start = first[path]
+        after, mode = (change.after, change.after_mode) if path == change.path else (None, None)
+        before, before_mode = (
+            (start.before, start.before_mode) if path == start.source_path else (None, None)
+        )
+        net.append(PlannedChange(path, "modify", before, after, before_mode, mode))
+    return net
+
+
+async def _check_final_state(
+    workspace: Path, targets: Sequence[PatchView], blobs: Mapping[str, bytes], verb: str
+) -> None:
+    expected = [c.invert() for c in _net_changes(targets, blobs)]  # "before" = the run's result
+    mismatched = await anyio.to_thread.run_sync(check_changes, workspace, _as_states(expected))
+    if mismatched:
+        raise _refusal([m.path for m in mismatched], verb)
+
+
+async def _check_undone_state(
+    workspace: Path, targets: Sequence[PatchView], blobs: Mapping[str, bytes]
+) -> None:
+    expected = _net_changes(targets, blobs)  # "before" = the state the undo restored
+    mismatched = await anyio.to_thread.run_sync(check_changes, workspace, _as_states(expected))
+    if mismatched:
+        raise _refusal([m.path for m in mismatched], "redo")
+
+
+def _as_states(changes: Sequence[PlannedChange]) -> list[PlannedChange]:
+    """Changes reduced to "this path must hold this content and mode" checks."""
+    return [
+        PlannedChange(c.path, "modify", c.before, c.after, c.before_mode, c.after_mode)
+        for c in changes
+    ]

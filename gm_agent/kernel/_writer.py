@@ -1,0 +1,254 @@
+"""Changing the workspace: file writes and shell commands, each covered by a patch.
+
+Every change the agent makes goes through :class:`WorkspaceWriter`, under the
+workspace writer lock:
+
+- a file write is checked against what the tool read (else ``patch.conflict``),
+  then ``patch.intent`` (both contents as blobs), the write, ``patch.applied``;
+- a shell command runs between two workspace snapshots; the contents the
+  command could change are stored as blobs before it starts, and what it changed
+  is recorded as a ``patch.applied`` (source ``job``) in the same commit as its
+  ``job.result``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from gm_agent.clock import Clock
+from gm_agent.errors import PatchError
+from gm_agent.events import (
+    AnyEventData,
+    Event,
+    EventSource,
+    FileChange,
+    JobResult,
+    PatchApplied,
+    PatchConflict,
+    PatchIntent,
+)
+from gm_agent.faults import crash_point
+from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, run_shell, scrub_env
+from gm_agent.journal import Journal
+from gm_agent.patches import (
+    PlannedChange,
+    Snapshot,
+    WriterLock,
+    apply_changes,
+    check_changes,
+    complete_patch,
+    diff_snapshots,
+    plan_write,
+    take_snapshot,
+)
+from gm_agent.settings import GM_DIR, ToolSettings
+from gm_agent.tools import FileWrite
+
+__all__ = ["EmitFn", "WorkspaceWriter", "shell_reply"]
+
+EmitFn = Callable[
+    [Sequence[AnyEventData], str | None, Iterable[bytes], EventSource | None],
+    Awaitable[list[Event]],
+]
+"""The kernel's commit: ``(datas, cause, blobs, source) -> committed events``."""
+
+
+def shell_reply(exit_code: int | None, error: str | None, output: str) -> str:
+    """What the model sees of a finished command: its exit code (or timeout), then its output."""
+    header = error if error and "timed out" in error else f"exit code {exit_code}"
+    return f"{header}\n{output}".rstrip("\n")
+
+
+def _describe(files: Sequence[FileChange]) -> str:
+    words = {
+        "create": "created",
+        "modify": "updated",
+        "delete": "deleted",
+        "chmod": "changed the mode of",
+    }
+    return "; ".join(
+        f"renamed {f.old_path} to {f.path}" if f.op == "rename" else f"{words[f.op]} {f.path}"
+        for f in files
+    )
+
+
+class WorkspaceWriter:
+    """Carries out one run's file writes and shell commands as patches.
+
+    Args:
+        journal: the run's journal (for blobs).
+        clock: time and ids.
+        workspace: the run's (resolved) workspace.
+        owner: this process's lease owner id, written into the writer lock.
+        emit: the kernel's commit function.
+        limits: tool limits (shell output cap).
+        environ: the environment shell commands inherit, before secrets are removed.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        clock: Clock,
+        workspace: Path,
+        owner: str,
+        emit: EmitFn,
+        limits: ToolSettings,
+        environ: Mapping[str, str],
+    ) -> None:
+        self._journal = journal
+        self._clock = clock
+        self._workspace = workspace
+        self._owner = owner
+        self._emit = emit
+        self._limits = limits
+        self._environ = environ
+        self._snapshot: Snapshot | None = None
+
+    def _lock(self) -> WriterLock:
+        return WriterLock(self._workspace / GM_DIR / "writer.lock", self._owner, self._clock)
+
+    # -- file writes ---------------------------------------------------------
+
+    async def write(self, write: FileWrite, call_id: str, cause: str | None) -> tuple[bool, str]:
+        """Apply a tool's file write as a patch; ``(ok, text for the model)``."""
+        try:
+            change = await anyio.to_thread.run_sync(
+                plan_write, self._workspace, write.target, write.content
+            )
+        except PatchError as exc:
+            return False, str(exc)
+        if change.before == change.after:
+            return True, f"{change.path} already has exactly this content; nothing changed"
+        patch_id = self._clock.new_id()
+        if change.before != write.expected_before:  # moved since the tool read it
+            return await self._conflict(
+                patch_id, call_id, [change], cause, expected=write.expected_before
+            )
+        async with self._lock():
+            mismatches = await anyio.to_thread.run_sync(check_changes, self._workspace, [change])
+            if mismatches:
+                return await self._conflict(patch_id, call_id, [change], cause)
+            files = (change.describe(),)
+            blobs = [c for c in (change.before, change.after) if c is not None]
+            await self._emit(
+                [PatchIntent(patch_id=patch_id, call_id=call_id, files=files)], cause, blobs, None
+            )
+            try:
+                await anyio.to_thread.run_sync(apply_changes, self._workspace, [change])
+            except PatchError as exc:
+                return False, str(exc)
+            crash_point("patch.after_write")
+            await self._emit(
+                [PatchApplied(patch_id=patch_id, call_id=call_id, files=files)], cause, (), None
+            )
+        assert change.after is not None
+        return True, f"{_describe(files)} ({len(change.after)} bytes)"
+
+    async def _conflict(
+        self,
+        patch_id: str,
+        call_id: str,
+        changes: list[PlannedChange],
+        cause: str | None,
+        expected: bytes | None = None,
+    ) -> tuple[bool, str]:
+        mismatches = await anyio.to_thread.run_sync(check_changes, self._workspace, changes)
+        if expected is not None or not mismatches:
+            planned = [
+                PlannedChange(c.path, c.op, expected, c.after, c.before_mode, c.after_mode)
+                for c in changes
+            ]
+            mismatches = await anyio.to_thread.run_sync(check_changes, self._workspace, planned)
+        await self._emit(
+            [PatchConflict(patch_id=patch_id, call_id=call_id, mismatches=tuple(mismatches))],
+            cause,
+            (),
+            None,
+        )
+        names = ", ".join(repr(m.path) for m in mismatches)
+        return False, f"{names} changed on disk since it was read; read it again"
+
+    async def complete(
+        self, patch_id: str, files: Sequence[FileChange], call_id: str | None, cause: str | None
+    ) -> tuple[bool, str]:
+        """Finish a patch a crash cut off between ``patch.intent`` and ``patch.applied``."""
+        shas = {s for f in files for s in (f.before_sha256, f.after_sha256) if s is not None}
+        blobs = {sha: await self._journal.get_blob(sha) for sha in shas}
+        changes = [PlannedChange.from_record(f, blobs) for f in files]
+        async with self._lock():
+            done = await anyio.to_thread.run_sync(complete_patch, self._workspace, changes)
+            if not done:
+                return await self._conflict(patch_id, call_id or "", changes, cause)
+            await self._emit(
+                [PatchApplied(patch_id=patch_id, call_id=call_id, files=tuple(files))],
+                cause,
+                (),
+                None,
+            )
+        return True, _describe(files)
+
+    # -- shell commands --------------------------------------------------------
+
+    async def shell(
+        self, spec: JobSpec, cause: str | None, *, intent_committed: bool = False
+    ) -> tuple[bool, str]:
+        """Run a shell job between two snapshots; ``(ok, text for the model)``."""
+        command = str(spec.args["command"])
+        timeout_s = float(spec.args["timeout_s"])  # type: ignore[arg-type]
+        async with self._lock():
+            before, contents = await anyio.to_thread.run_sync(
+                take_snapshot, self._workspace, self._snapshot
+            )
+            if contents:  # what the command may change is durable before it runs
+                await self._emit([], cause, contents.values(), None)
+
+            async def effect() -> JobOutcome:
+                result = await run_shell(
+                    command,
+                    self._workspace,
+                    timeout_s=timeout_s,
+                    env=scrub_env(self._environ),
+                    output_cap_bytes=self._limits.shell_output_cap_bytes,
+                )
+                error = None
+                if result.timed_out:
+                    error = f"timed out after {timeout_s:g} s; the command was killed"
+                elif result.exit_code != 0:
+                    error = f"exit code {result.exit_code}"
+                after, new = await anyio.to_thread.run_sync(take_snapshot, self._workspace, before)
+                self._snapshot = after
+                changes, uncovered = diff_snapshots(before, after)
+                output = result.output
+                if uncovered:
+                    output += f"\n[gm: changes to {', '.join(uncovered)} are over the snapshot size cap and cannot be undone]"
+                patch = PatchApplied(
+                    patch_id=self._clock.new_id(), call_id=spec.call_id, files=tuple(changes)
+                )
+                needed = {f.after_sha256 for f in changes}
+                return JobOutcome(
+                    ok=error is None,
+                    output=output,
+                    error=error,
+                    exit_code=result.exit_code,
+                    extra=(patch,) if changes else (),
+                    blobs=tuple(data for sha, data in new.items() if sha in needed),
+                )
+
+            async def emit(datas: Sequence[AnyEventData], blobs: Sequence[bytes]) -> None:
+                await self._emit(datas, cause, blobs, "job")
+
+            outcome = await JobRunner(emit, self._clock).run(
+                spec, effect, intent_committed=intent_committed
+            )
+        return outcome.ok, shell_reply(outcome.exit_code, outcome.error, outcome.output)
+
+    async def served(self, result: JobResult) -> tuple[bool, str]:
+        """A recorded shell result as the model would have seen it (never re-run)."""
+        output = result.output
+        if result.output_blob is not None:
+            output = (await self._journal.get_blob(result.output_blob)).decode("utf-8", "replace")
+        return result.ok, shell_reply(result.exit_code, result.error, output)
