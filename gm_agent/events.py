@@ -223,6 +223,8 @@ class JobIntent(_Frozen):
     idempotent: bool
     args: dict[str, JsonValue] = Field(default_factory=dict)
     call_id: str | None = None
+    before_snapshot: str | None = None
+    """For a shell job: the blob (sha256) listing every file's hash and mode before it ran."""
 
 
 class JobResult(_Frozen):

@@ -11,7 +11,9 @@ killed enough times. It then audits every scenario's journal and files:
 - an ambiguous shell job has its line at most once (and a ``job.ambiguous``);
 - no call is lost: every call of the script got a ``tool.returned``;
 - the written files equal those of an uninterrupted run, and so does the ledger
-  except for lines of ambiguous jobs that never ran.
+  except for lines of ambiguous jobs that never ran;
+- ``gm undo`` then restores the workspace to exactly what it was before the run:
+  every byte the run changed, killed commands included, was covered by a patch.
 
 Used by ``tests/test_torture.py`` (CI, at least 30 kills) and by
 ``bench/torture_bench.py`` (300 kills).
@@ -62,8 +64,12 @@ def script(steps: int) -> list[dict[str, Any]]:
     return moves
 
 
+def _stderr(workspace: Path) -> Path:
+    return workspace.parent / f"{workspace.name}.stderr"  # outside: not a workspace change
+
+
 def _gm(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
-    with open(cwd / "gm.stderr", "ab") as stderr:
+    with open(_stderr(cwd), "ab") as stderr:
         return subprocess.Popen(
             [sys.executable, "-m", "gm_agent", *args],
             cwd=cwd,
@@ -120,7 +126,7 @@ def _interrupt_until_done(
             report.kills += 1
             continue
         if code != 0 and _run_status(workspace) not in ("succeeded", "failed", "cancelled"):
-            tail = (workspace / "gm.stderr").read_text().strip().splitlines()[-1:]
+            tail = _stderr(workspace).read_text().strip().splitlines()[-1:]
             report.problems.append(
                 f"{workspace.name}: `gm {' '.join(command)}` exited {code}: {tail}"
             )
@@ -187,6 +193,14 @@ def _audit(workspace: Path, baseline: Path, report: TortureReport) -> None:
     expected_ledger = [line for line in _ledger(baseline) if line not in missing]
     if sorted(lines.elements()) != sorted(expected_ledger):
         report.problems.append(f"{where}: ledger {sorted(lines.elements())} != {expected_ledger}")
+    undo = _gm("undo", "last", cwd=workspace).wait(timeout=120)
+    left = sorted(
+        p.relative_to(workspace).as_posix()
+        for p in workspace.rglob("*")
+        if p.is_file() and ".gm" not in p.parts
+    )
+    if undo != 0 or left != ["moves.yaml", "task.md"]:
+        report.problems.append(f"{where}: after gm undo (exit {undo}) the workspace holds {left}")
 
 
 def _steps(baseline: Path) -> int:

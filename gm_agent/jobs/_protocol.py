@@ -48,6 +48,7 @@ class JobSpec:
         args: JSON-safe arguments, journaled with the intent.
         idempotent: whether running it twice is harmless.
         call_id: the tool call it carries out, if any.
+        before_snapshot: blob of the workspace manifest taken just before (shell jobs).
     """
 
     job_id: str
@@ -56,6 +57,7 @@ class JobSpec:
     args: dict[str, JsonValue]
     idempotent: bool
     call_id: str | None = None
+    before_snapshot: str | None = None
 
 
 @dataclass(frozen=True)

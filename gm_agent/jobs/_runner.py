@@ -98,6 +98,7 @@ class JobRunner:
             idempotent=spec.idempotent,
             args=spec.args,
             call_id=spec.call_id,
+            before_snapshot=spec.before_snapshot,
         )
 
     async def run(

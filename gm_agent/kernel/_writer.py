@@ -14,6 +14,7 @@ workspace writer lock:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -26,6 +27,7 @@ from gm_agent.events import (
     Event,
     EventSource,
     FileChange,
+    JobAmbiguous,
     JobResult,
     PatchApplied,
     PatchConflict,
@@ -34,6 +36,7 @@ from gm_agent.events import (
 from gm_agent.faults import crash_point
 from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, run_shell, scrub_env
 from gm_agent.journal import Journal
+from gm_agent.kernel.state import JobView
 from gm_agent.patches import (
     PlannedChange,
     Snapshot,
@@ -42,7 +45,10 @@ from gm_agent.patches import (
     check_changes,
     complete_patch,
     diff_snapshots,
+    manifest_of,
     plan_write,
+    sha256_hex,
+    snapshot_from_manifest,
     take_snapshot,
 )
 from gm_agent.settings import GM_DIR, ToolSettings
@@ -203,8 +209,11 @@ class WorkspaceWriter:
             before, contents = await anyio.to_thread.run_sync(
                 take_snapshot, self._workspace, self._snapshot
             )
-            if contents:  # what the command may change is durable before it runs
-                await self._emit([], cause, contents.values(), None)
+            manifest = manifest_of(before)
+            # What the command may change, and the list of it, are durable before it runs.
+            await self._emit([], cause, [*contents.values(), manifest], None)
+            if not intent_committed:
+                spec = replace(spec, before_snapshot=sha256_hex(manifest))
 
             async def effect() -> JobOutcome:
                 result = await run_shell(
@@ -245,6 +254,34 @@ class WorkspaceWriter:
                 spec, effect, intent_committed=intent_committed
             )
         return outcome.ok, shell_reply(outcome.exit_code, outcome.error, outcome.output)
+
+    async def recover_ambiguous(self, job: JobView, message: str, cause: str | None) -> None:
+        """Record a shell job a crash cut off: ``job.ambiguous``, and as a patch whatever
+        changed in the workspace since the snapshot taken just before it started.
+
+        The patch may include edits made by others during the stop; it is what
+        ``gm undo`` needs to restore the workspace byte for byte either way.
+        """
+        ambiguous = JobAmbiguous(
+            job_id=job.job_id, key=job.key, job_kind=job.job_kind, message=message
+        )
+        if job.before_snapshot is None:
+            await self._emit([ambiguous], cause, (), None)
+            return
+        manifest = await self._journal.get_blob(job.before_snapshot)
+        async with self._lock():
+            now, contents = await anyio.to_thread.run_sync(take_snapshot, self._workspace, None)
+            self._snapshot = now
+            changes, _ = diff_snapshots(snapshot_from_manifest(manifest), now)
+            extra: list[AnyEventData] = []
+            if changes:
+                patch_id = self._clock.new_id()
+                extra.append(
+                    PatchApplied(patch_id=patch_id, call_id=job.call_id, files=tuple(changes))
+                )
+            needed = {f.after_sha256 for f in changes}
+            blobs = [data for sha, data in contents.items() if sha in needed]
+            await self._emit([*extra, ambiguous], cause, blobs, "job")
 
     async def served(self, result: JobResult) -> tuple[bool, str]:
         """A recorded shell result as the model would have seen it (never re-run)."""

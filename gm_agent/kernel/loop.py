@@ -33,7 +33,6 @@ from gm_agent.events import (
     AnyEventData,
     Event,
     EventSource,
-    JobAmbiguous,
     ModelResponse,
     RunFinished,
     RunResumed,
@@ -489,17 +488,7 @@ class Kernel:
                     ok, output = await writer.shell(_spec_of(job), cause, intent_committed=True)
                     await self._reply(call, ok, output, cause)
                 case "started":
-                    await self._emit(
-                        [
-                            JobAmbiguous(
-                                job_id=job.job_id,
-                                key=job.key,
-                                job_kind=job.job_kind,
-                                message=AMBIGUOUS_MESSAGE,
-                            )
-                        ],
-                        cause,
-                    )
+                    await self._writer().recover_ambiguous(job, AMBIGUOUS_MESSAGE, cause)
                     await self._reply(call, False, AMBIGUOUS_MESSAGE, cause)
             return
         if patch is not None and patch.status == "intent":

@@ -100,6 +100,7 @@ class JobView(BaseModel):
     idempotent: bool
     call_id: str | None
     args: dict[str, JsonValue]
+    before_snapshot: str | None = None
     status: JobStatus = "started"
     result: JobResult | None = None
 
@@ -282,6 +283,7 @@ def evolve(state: RunState, event: Event) -> RunState:
                 idempotent=data.idempotent,
                 call_id=data.call_id,
                 args=data.args,
+                before_snapshot=data.before_snapshot,
             )
             update["jobs"] = (*state.jobs, job)
         case JobResult():

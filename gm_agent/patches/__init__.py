@@ -18,6 +18,8 @@ from gm_agent.patches._snapshot import (
     SnapshotEntry,
     SnapshotLimits,
     diff_snapshots,
+    manifest_of,
+    snapshot_from_manifest,
     take_snapshot,
 )
 from gm_agent.patches._walk import SKIPPED_DIRS, walk_files
@@ -36,10 +38,12 @@ __all__ = [
     "count_lines",
     "diff_snapshots",
     "is_binary",
+    "manifest_of",
     "plan_write",
     "read_state",
     "render_diff",
     "sha256_hex",
+    "snapshot_from_manifest",
     "take_snapshot",
     "walk_files",
 ]

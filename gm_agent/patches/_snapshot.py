@@ -10,16 +10,26 @@ them, renames included.
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gm_agent.events import FileChange
 from gm_agent.patches._change import sha256_hex
 from gm_agent.patches._walk import walk_files
 
-__all__ = ["Snapshot", "SnapshotEntry", "SnapshotLimits", "diff_snapshots", "take_snapshot"]
+__all__ = [
+    "Snapshot",
+    "SnapshotEntry",
+    "SnapshotLimits",
+    "diff_snapshots",
+    "manifest_of",
+    "snapshot_from_manifest",
+    "take_snapshot",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,27 @@ class Snapshot:
     def uncovered(self) -> list[str]:
         """Files not hashed because of a cap: changes to them cannot be undone."""
         return sorted(path for path, entry in self.entries.items() if entry.sha256 is None)
+
+
+def manifest_of(snapshot: Snapshot) -> bytes:
+    """The snapshot's hashes and modes as canonical JSON, to store as a blob."""
+    listing = {
+        path: [entry.sha256, entry.mode]
+        for path, entry in sorted(snapshot.entries.items())
+        if entry.sha256 is not None
+    }
+    return json.dumps(listing, separators=(",", ":"), sort_keys=True).encode()
+
+
+def snapshot_from_manifest(manifest: bytes) -> Snapshot:
+    """A snapshot rebuilt from :func:`manifest_of` (hashes and modes; no stat fingerprints)."""
+    listing: dict[str, list[Any]] = json.loads(manifest)
+    return Snapshot(
+        {
+            path: SnapshotEntry(-1, -1, -1, int(mode), str(sha))
+            for path, (sha, mode) in listing.items()
+        }
+    )
 
 
 def take_snapshot(

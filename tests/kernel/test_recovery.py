@@ -63,6 +63,14 @@ def test_crash_after_a_shell_effect_never_runs_it_again(workspace: Path) -> None
     assert (workspace / "ledger.txt").read_text() == "one\n"  # ran once, before the crash
     assert len(of_kind(events, "job.ambiguous")) == 1
     assert of_kind(events, "job.result")[-1]["kind"] == "model"  # no shell result was invented
+    # What it changed is still covered by a patch, found from its before-snapshot...
+    (patch,) = [e for e in events if e["kind"] == "patch.applied"]
+    assert patch["source"] == "job" and [f["path"] for f in patch["data"]["files"]] == [
+        "ledger.txt"
+    ]
+    # ...so undo restores the workspace byte for byte.
+    assert gm("undo", "last", cwd=workspace).returncode == 0
+    assert not (workspace / "ledger.txt").exists()
 
 
 def test_a_recorded_shell_result_is_served_not_rerun(workspace: Path) -> None:
