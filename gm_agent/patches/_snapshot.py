@@ -19,7 +19,7 @@ from typing import Any
 
 from gm_agent.events import FileChange
 from gm_agent.patches._change import sha256_hex
-from gm_agent.patches._walk import walk_files
+from gm_agent.patches._walk import walk_entries
 
 __all__ = [
     "Snapshot",
@@ -97,12 +97,8 @@ def take_snapshot(
     entries: dict[str, SnapshotEntry] = {}
     contents: dict[str, bytes] = {}
     budget = limits.max_total_bytes
-    for path in walk_files(workspace):
+    for path, info in walk_entries(workspace):
         relative = path.relative_to(workspace).as_posix()
-        try:
-            info = path.lstat()
-        except OSError:
-            continue
         fingerprint = (info.st_size, info.st_mtime_ns, info.st_ino, stat.S_IMODE(info.st_mode))
         old = known.get(relative)
         if old is not None and (old.size, old.mtime_ns, old.ino, old.mode) == fingerprint:
