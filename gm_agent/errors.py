@@ -15,6 +15,7 @@ Every error gm_agent raises on purpose derives from :class:`GmAgentError`::
     ├── ToolError                 a tool call failed; the model sees the message
     │   └── PathOutsideWorkspace  a path escapes the workspace or hits .gm/ .git/
     ├── JobError                  a side effect could not be carried out
+    │   └── JobTimeout            one attempt ran past the job's timeout (retryable)
     ├── PatchError                a file change could not be applied
     ├── ModelError                the model could not produce a move
     │   ├── ModelHTTPError        a provider answered with an HTTP error
@@ -40,6 +41,7 @@ __all__ = [
     "GmAgentError",
     "IllegalTransition",
     "JobError",
+    "JobTimeout",
     "JournalCorrupt",
     "JournalError",
     "JournalSchemaTooNew",
@@ -149,6 +151,12 @@ class PathOutsideWorkspace(ToolError):
 
 class JobError(GmAgentError):
     """A side effect (a job) could not be carried out by gm_agent itself."""
+
+
+class JobTimeout(JobError):
+    """One attempt of a job ran past its timeout and was stopped. Retryable."""
+
+    retryable = True
 
 
 class PatchError(GmAgentError):

@@ -70,6 +70,8 @@ class Settings(_Section):
     workspace: Path
     model: str | None = None
     max_steps: int = Field(default=30, ge=1)
+    model_timeout_s: float = Field(default=600.0, gt=0)
+    """Seconds one model request may take before it is stopped and retried."""
     journal: JournalSettings = JournalSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     tools: ToolSettings = ToolSettings()

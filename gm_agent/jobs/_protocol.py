@@ -49,6 +49,9 @@ class JobSpec:
         idempotent: whether running it twice is harmless.
         call_id: the tool call it carries out, if any.
         before_snapshot: blob of the workspace manifest taken just before (shell jobs).
+        timeout_s: seconds one attempt may take before the runner stops it (a
+            retryable failure); ``None``: the job bounds itself (a shell command
+            stops its own process group at its timeout and keeps its output).
     """
 
     job_id: str
@@ -58,6 +61,7 @@ class JobSpec:
     idempotent: bool
     call_id: str | None = None
     before_snapshot: str | None = None
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import anyio
 
 from gm_agent.clock import Clock
-from gm_agent.errors import GmAgentError
+from gm_agent.errors import GmAgentError, JobTimeout
 from gm_agent.events import (
     JOB_OUTPUT_CAP_BYTES,
     AnyEventData,
@@ -130,7 +130,7 @@ class JobRunner:
         attempt = 1
         while True:
             try:
-                outcome = await effect()
+                outcome = await self._attempt(spec, effect)
                 break
             except GmAgentError as exc:
                 if not exc.retryable or attempt >= self._retry.max_attempts:
@@ -163,6 +163,17 @@ class JobRunner:
             [*outcome.extra, result], (*outcome.blobs, *(() if blob is None else (blob,)))
         )
         return outcome
+
+    async def _attempt(
+        self, spec: JobSpec, effect: Callable[[], Awaitable[JobOutcome]]
+    ) -> JobOutcome:
+        """One attempt, bounded by the job's timeout (a timeout is retryable)."""
+        if spec.timeout_s is None:
+            return await effect()
+        with anyio.move_on_after(spec.timeout_s) as scope:
+            return await effect()
+        assert scope.cancelled_caught
+        raise JobTimeout(f"{spec.kind} job timed out after {spec.timeout_s:g} s")
 
     @staticmethod
     def _attempt_failed(

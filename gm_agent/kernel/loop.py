@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import assert_never
 
@@ -363,8 +363,8 @@ class Kernel:
         step = self._state.step + 1
         open_model = [j for j in self._state.open_jobs() if j.job_kind == "model"]
         spec = (
-            _spec_of(open_model[-1])  # cut off by a crash: same job, same key
-            if open_model
+            replace(_spec_of(open_model[-1]), timeout_s=self._settings.model_timeout_s)
+            if open_model  # cut off by a crash: same job, same key
             else JobSpec(
                 job_id=self._clock.new_id(),
                 key=idempotency_key(
@@ -373,6 +373,7 @@ class Kernel:
                 kind="model",
                 args={"model": self._model.name, "step": step},
                 idempotent=True,
+                timeout_s=self._settings.model_timeout_s,
             )
         )
         request = build_request(

@@ -135,3 +135,24 @@ async def test_an_intent_already_committed_is_not_written_again() -> None:
 )
 def test_retry_after_header_parsing(headers: dict[str, str], expected: float | None) -> None:
     assert retry_after(httpx.Headers(headers)) == expected
+
+
+async def test_an_attempt_past_its_timeout_is_stopped_and_retried() -> None:
+    from dataclasses import replace
+
+    import anyio
+
+    calls: list[int] = []
+
+    async def slow_then_fast() -> JobOutcome:
+        calls.append(1)
+        if len(calls) == 1:
+            await anyio.sleep(10)
+        return JobOutcome(ok=True, output="second try")
+
+    recorder = Recorder()
+    spec = replace(SPEC, timeout_s=0.05)
+    outcome = await JobRunner(recorder, FakeClock()).run(spec, slow_then_fast)
+    assert (outcome.ok, outcome.output, len(calls)) == (True, "second try", 2)
+    (failed,) = [e for e in recorder.events if isinstance(e, JobAttemptFailed)]
+    assert "timed out after 0.05 s" in failed.error
