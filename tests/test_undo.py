@@ -205,3 +205,111 @@ def test_undo_restores_every_byte_and_mode_and_redo_the_result(
             assert tree(workspace) == final
 
     anyio.run(scenario)
+
+
+def run_moves(workspace: Path, moves: list[dict[str, Any]]) -> None:
+    write_script(workspace / "moves.yaml", moves)
+    write_task(workspace / "task.md", "Change things.", model="scripted:moves.yaml")
+    assert gm("run", "task.md", cwd=workspace).returncode == 0
+
+
+def test_an_undo_cut_off_half_way_is_finished_by_running_it_again(workspace: Path) -> None:
+    (workspace / "a.txt").write_text("a0\n")
+    (workspace / "b.txt").write_text("b0\n")
+    run_moves(
+        workspace,
+        [
+            {"tool_calls": [{"name": "write_file", "args": {"path": "a.txt", "content": "a1\n"}}]},
+            {"tool_calls": [{"name": "write_file", "args": {"path": "b.txt", "content": "b1\n"}}]},
+            {"finish": "done"},
+        ],
+    )
+    (workspace / "b.txt").write_text("b0\n")  # as if an undo had reverted b.txt, then died
+    assert gm("undo", "last", cwd=workspace).returncode == 0
+    assert (workspace / "a.txt").read_text() == "a0\n" and (
+        workspace / "b.txt"
+    ).read_text() == "b0\n"
+
+
+def test_undo_force_restores_a_renamed_file_whose_new_name_was_deleted(workspace: Path) -> None:
+    (workspace / "z.txt").write_text("zed\n")
+    run_moves(
+        workspace,
+        [
+            {"tool_calls": [{"name": "run_shell", "args": {"command": "mv z.txt a.txt"}}]},
+            {"finish": "moved"},
+        ],
+    )
+    (workspace / "a.txt").unlink()
+    assert gm("undo", "last", cwd=workspace).returncode == 2
+    assert gm("undo", "last", "--force", cwd=workspace).returncode == 0
+    assert (workspace / "z.txt").read_text() == "zed\n" and not (workspace / "a.txt").exists()
+
+
+def test_undo_to_a_seq_after_a_redo_still_counts_from_the_first_application(
+    workspace: Path,
+) -> None:
+    run_moves(
+        workspace,
+        [
+            {"tool_calls": [{"name": "write_file", "args": {"path": "one.txt", "content": "1\n"}}]},
+            {"tool_calls": [{"name": "write_file", "args": {"path": "two.txt", "content": "2\n"}}]},
+            {"finish": "two files"},
+        ],
+    )
+    import json
+
+    log = [
+        json.loads(line) for line in gm("log", "last", "--json", cwd=workspace).stdout.splitlines()
+    ]
+    first_patch = next(e["seq"] for e in log if e["kind"] == "patch.applied")
+    assert gm("undo", "last", cwd=workspace).returncode == 0
+    assert gm("redo", "last", cwd=workspace).returncode == 0
+    assert gm("undo", "last", "--to", str(first_patch), cwd=workspace).returncode == 0
+    assert (workspace / "one.txt").exists() and not (workspace / "two.txt").exists()
+
+
+def test_a_crashed_run_must_be_resumed_before_it_can_be_undone(workspace: Path) -> None:
+    write_script(
+        workspace / "moves.yaml",
+        [
+            {"tool_calls": [{"name": "run_shell", "args": {"command": "echo x > x.txt"}}]},
+            {"finish": "ok"},
+        ],
+    )
+    write_task(workspace / "task.md", "Do it.", model="scripted:moves.yaml")
+    assert (
+        gm("run", "task.md", cwd=workspace, env={"GM_CRASH_AT": "job.after_effect:2"}).returncode
+        < 0
+    )
+    refused = gm("undo", "last", cwd=workspace)
+    assert refused.returncode == 2 and "gm resume" in refused.stderr
+    assert (workspace / "x.txt").exists()
+
+
+def test_snapshots_see_same_size_changes_with_a_restored_mtime_and_ignore_symlinks(
+    workspace: Path,
+) -> None:
+    (workspace / "f.txt").write_text("aaaa\n")
+    os.utime(workspace / "f.txt", ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    os.symlink("f.txt", workspace / "link.txt")
+    run_moves(
+        workspace,
+        [
+            {
+                "tool_calls": [
+                    {
+                        "name": "run_shell",
+                        "args": {
+                            "command": "printf 'bbbb\\n' > f.txt; touch -d @1000000000 f.txt; echo more >> link.txt"
+                        },
+                    }
+                ]
+            },
+            {"finish": "sneaky"},
+        ],
+    )
+    diff = gm("diff", "last", cwd=workspace).stdout
+    assert "+bbbb" in diff and "link.txt" not in diff
+    assert gm("undo", "last", cwd=workspace).returncode == 0
+    assert (workspace / "f.txt").read_text() == "aaaa\n" and os.path.islink(workspace / "link.txt")

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from gm_agent.events import JobAmbiguous, JobIntent, JobResult, ToolReturned, event_from_record
+from gm_agent.kernel import fold
 
 
 @dataclass
@@ -154,6 +155,10 @@ def _audit(workspace: Path, baseline: Path, report: TortureReport) -> None:
             "data": json.loads(data),
         }
         events.append(event_from_record(record))
+    try:
+        fold(events)  # the journal must replay: no illegal transition, no stale write
+    except Exception as exc:
+        report.problems.append(f"{where}: the journal does not fold: {exc}")
     if [e.seq for e in events] != list(range(1, len(events) + 1)):
         report.problems.append(f"{where}: seqs have gaps")
     if events[-1].kind != "run.finished" or events[-1].data.status != "succeeded":  # type: ignore[union-attr]

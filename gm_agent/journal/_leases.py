@@ -5,10 +5,11 @@ projection. It is not an event (heartbeats would flood the journal): taking,
 renewing and releasing it are conditional updates in ``BEGIN IMMEDIATE``
 transactions, so two processes can never both believe they hold it.
 
-An owner is ``host:pid:nonce``. A lease is free when it has no owner, when it
-expired, or when its owner is a process on this host that no longer exists
-(found with ``kill(pid, 0)``), so a crashed holder is replaced at once rather
-than after its lease runs out.
+An owner is ``host/pidns:pid:nonce``. A lease is free when it has no owner,
+when it expired, or when its owner is a process in this host's pid namespace
+that no longer exists (found with ``kill(pid, 0)``), so a crashed holder is
+replaced at once rather than after its lease runs out; a holder in another pid
+namespace (a container) is trusted until its lease expires.
 """
 
 from __future__ import annotations
@@ -22,9 +23,18 @@ DEFAULT_LEASE_S = 10.0
 """Seconds a lease lasts unless renewed; the kernel renews it every third of that."""
 
 
+def _host() -> str:
+    """This host as far as pids go: its name and its pid namespace (containers share names)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").removeprefix("pid:[").rstrip("]")
+    except OSError:
+        namespace = "?"
+    return f"{socket.gethostname()}/{namespace}"
+
+
 def new_owner(nonce: str) -> str:
-    """An owner id for this process: ``host:pid:nonce``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{nonce}"
+    """An owner id for this process: ``host/pidns:pid:nonce``."""
+    return f"{_host()}:{os.getpid()}:{nonce}"
 
 
 def owner_alive(owner: str) -> bool:
@@ -35,7 +45,7 @@ def owner_alive(owner: str) -> bool:
     """
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != _host() or not pid_text.isdigit():
         return True
     pid = int(pid_text)
     try:

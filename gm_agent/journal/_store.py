@@ -279,12 +279,21 @@ class Journal:
 
     # -- writing -----------------------------------------------------------
 
-    async def append(self, events: Sequence[Event], blobs: Iterable[bytes] = ()) -> list[Event]:
+    async def append(
+        self,
+        events: Sequence[Event],
+        blobs: Iterable[bytes] = (),
+        *,
+        lease_owner: str | None = None,
+    ) -> list[Event]:
         """Commit ``events`` (and content ``blobs``) in one transaction.
 
         Args:
             events: uncommitted events, in order.
             blobs: file contents the events refer to by sha256; stored once each.
+            lease_owner: when given, the batch is committed only if this owner still
+                holds the lease of every run the events belong to (fencing: a process
+                that lost its lease can never write to the run again).
 
         Returns:
             The events as committed, with ``seq`` set, in the same order. An event
@@ -292,12 +301,15 @@ class Journal:
             one is returned (idempotent delivery).
 
         Raises:
+            LeaseLost: ``lease_owner`` no longer holds a run's lease; nothing is committed.
             JournalError: the write failed (disk full, locked too long); nothing of
                 this batch is committed and everything committed before is kept.
         """
         committed: list[Event] = []
         try:
             async with _transaction(self._conn):
+                if lease_owner is not None:
+                    await self._fence(lease_owner, {e.run_id for e in events})
                 for blob in blobs:
                     await self._conn.execute(
                         "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?, ?, ?)",
@@ -312,6 +324,14 @@ class Journal:
                 f"an event holds text that is not valid Unicode ({exc}); a bug"
             ) from exc
         return committed
+
+    async def _fence(self, owner: str, run_ids: set[str]) -> None:
+        for run_id in sorted(run_ids):
+            row = await _fetchone_or_none(
+                self._conn, "SELECT lease_owner FROM runs WHERE run_id = ?", (run_id,)
+            )
+            if row is not None and row[0] != owner:
+                raise LeaseLost(f"run {run_id} is now executed by {row[0]}; this process stopped")
 
     async def _insert(self, event: Event) -> Event:
         row = await _fetchone_or_none(

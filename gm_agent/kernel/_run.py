@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 
 from gm_agent.clock import Clock, SystemClock
+from gm_agent.errors import UserError
 from gm_agent.events import RunCreated, UserMessage, new_event
 from gm_agent.journal import Journal
 from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome
@@ -166,6 +167,11 @@ async def resume_run(
     ) as journal:
         run_id = await journal.resolve_run(run_ref)
         state = fold(await journal.read(run_id))
+        if state.workspace and Path(state.workspace) != workspace:
+            raise UserError(
+                f"run {run_id} works in {state.workspace!r}, but this journal is in "
+                f"{str(workspace)!r} (was the project moved?); resume it where it was created"
+            )
         llm = make_model(state.model, settings, environ, base_dir=workspace)
         try:
             return await _kernel(journal, llm, settings, clock, environ, observer).execute(run_id)

@@ -21,7 +21,7 @@ from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import PatchError, UserError
 from gm_agent.events import FileChange, PatchReapplied, PatchReverted, new_event
 from gm_agent.journal import DEFAULT_LEASE_S, Journal, new_owner
-from gm_agent.kernel.state import PatchView, fold
+from gm_agent.kernel.state import PatchView, RunState, fold
 from gm_agent.patches import (
     PlannedChange,
     WriterLock,
@@ -118,6 +118,16 @@ async def _with_run(
     return journal, run_id, owner
 
 
+def _require_settled(state: RunState) -> None:
+    """Refuse a run a crash cut off mid-change: its journal does not yet say what changed."""
+    unsettled = state.open_jobs() or any(p.status == "intent" for p in state.patches)
+    if unsettled:
+        raise UserError(
+            f"run {state.run_id} stopped in the middle of a change; run `gm resume {state.run_id}` "
+            "first (it records what the interrupted step changed), then undo"
+        )
+
+
 def _refusal(mismatched: list[str], verb: str) -> UserError:
     names = ", ".join(repr(p) for p in mismatched)
     return UserError(
@@ -147,7 +157,10 @@ async def undo_run(
     journal, run_id, owner = await _with_run(workspace, run_ref, environ, clock)
     try:
         state = fold(await journal.read(run_id))
-        targets = [p for p in state.patches if p.status == "applied" and p.seq > (to_seq or 0)]
+        _require_settled(state)
+        targets = [
+            p for p in state.patches if p.status == "applied" and p.applied_seq > (to_seq or 0)
+        ]
         if not targets:
             raise UserError(f"run {run_id} has no applied changes to undo")
         undo_id = clock.new_id()
@@ -194,6 +207,7 @@ async def redo_run(
     journal, run_id, owner = await _with_run(workspace, run_ref, environ, clock)
     try:
         state = fold(await journal.read(run_id))
+        _require_settled(state)
         reverted = [p for p in state.patches if p.status == "reverted"]
         if not reverted:
             raise UserError(f"run {run_id} has nothing to redo: no undo is in effect")
@@ -224,7 +238,7 @@ async def _apply(
 ) -> tuple[FileChange, ...]:
     try:
         return await anyio.to_thread.run_sync(
-            lambda: apply_changes(workspace, changes, force=force)
+            lambda: apply_changes(workspace, changes, force=force, skip_done=True)
         )
     except PatchError as exc:
         raise UserError(f"{exc}; nothing more was changed") from exc
@@ -253,19 +267,29 @@ def _net_changes(targets: Sequence[PatchView], blobs: Mapping[str, bytes]) -> li
 async def _check_final_state(
     workspace: Path, targets: Sequence[PatchView], blobs: Mapping[str, bytes], verb: str
 ) -> None:
-    expected = [c.invert() for c in _net_changes(targets, blobs)]  # "before" = the run's result
-    mismatched = await anyio.to_thread.run_sync(check_changes, workspace, _as_states(expected))
+    net = _net_changes(targets, blobs)
+    at_result = await anyio.to_thread.run_sync(
+        check_changes, workspace, _as_states([c.invert() for c in net])
+    )
+    # A file already back at its state before the run is fine: an undo a crash cut
+    # off is finished by running it again.
+    at_start = await anyio.to_thread.run_sync(check_changes, workspace, _as_states(net))
+    mismatched = {m.path for m in at_result} & {m.path for m in at_start}
     if mismatched:
-        raise _refusal([m.path for m in mismatched], verb)
+        raise _refusal(sorted(mismatched), verb)
 
 
 async def _check_undone_state(
     workspace: Path, targets: Sequence[PatchView], blobs: Mapping[str, bytes]
 ) -> None:
-    expected = _net_changes(targets, blobs)  # "before" = the state the undo restored
-    mismatched = await anyio.to_thread.run_sync(check_changes, workspace, _as_states(expected))
+    net = _net_changes(targets, blobs)
+    at_undone = await anyio.to_thread.run_sync(check_changes, workspace, _as_states(net))
+    at_result = await anyio.to_thread.run_sync(
+        check_changes, workspace, _as_states([c.invert() for c in net])
+    )
+    mismatched = {m.path for m in at_undone} & {m.path for m in at_result}
     if mismatched:
-        raise _refusal([m.path for m in mismatched], "redo")
+        raise _refusal(sorted(mismatched), "redo")
 
 
 def _as_states(changes: Sequence[PlannedChange]) -> list[PlannedChange]:

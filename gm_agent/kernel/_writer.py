@@ -134,23 +134,34 @@ class WorkspaceWriter:
             return await self._conflict(
                 patch_id, call_id, [change], cause, expected=write.expected_before
             )
-        async with self._lock():
-            mismatches = await anyio.to_thread.run_sync(check_changes, self._workspace, [change])
-            if mismatches:
-                return await self._conflict(patch_id, call_id, [change], cause)
-            files = (change.describe(),)
-            blobs = [c for c in (change.before, change.after) if c is not None]
+        try:
+            async with self._lock():
+                return await self._write_locked(change, patch_id, call_id, cause)
+        except PatchError as exc:  # the writer lock stayed taken: the model may try again
+            return False, str(exc)
+
+    async def _write_locked(
+        self, change: PlannedChange, patch_id: str, call_id: str, cause: str | None
+    ) -> tuple[bool, str]:
+        mismatches = await anyio.to_thread.run_sync(check_changes, self._workspace, [change])
+        if mismatches:
+            return await self._conflict(patch_id, call_id, [change], cause)
+        files = (change.describe(),)
+        blobs = [c for c in (change.before, change.after) if c is not None]
+        await self._emit(
+            [PatchIntent(patch_id=patch_id, call_id=call_id, files=files)], cause, blobs, None
+        )
+        try:
+            await anyio.to_thread.run_sync(apply_changes, self._workspace, [change])
+        except PatchError as exc:  # the disk refused: record that the patch did not land
             await self._emit(
-                [PatchIntent(patch_id=patch_id, call_id=call_id, files=files)], cause, blobs, None
+                [PatchConflict(patch_id=patch_id, call_id=call_id, mismatches=())], cause, (), None
             )
-            try:
-                await anyio.to_thread.run_sync(apply_changes, self._workspace, [change])
-            except PatchError as exc:
-                return False, str(exc)
-            crash_point("patch.after_write")
-            await self._emit(
-                [PatchApplied(patch_id=patch_id, call_id=call_id, files=files)], cause, (), None
-            )
+            return False, str(exc)
+        crash_point("patch.after_write")
+        await self._emit(
+            [PatchApplied(patch_id=patch_id, call_id=call_id, files=files)], cause, (), None
+        )
         assert change.after is not None
         return True, f"{_describe(files)} ({len(change.after)} bytes)"
 
@@ -205,55 +216,81 @@ class WorkspaceWriter:
         """Run a shell job between two snapshots; ``(ok, text for the model)``."""
         command = str(spec.args["command"])
         timeout_s = float(spec.args["timeout_s"])  # type: ignore[arg-type]
-        async with self._lock():
-            before, contents = await anyio.to_thread.run_sync(
-                take_snapshot, self._workspace, self._snapshot
-            )
-            manifest = manifest_of(before)
-            # What the command may change, and the list of it, are durable before it runs.
-            await self._emit([], cause, [*contents.values(), manifest], None)
-            if not intent_committed:
-                spec = replace(spec, before_snapshot=sha256_hex(manifest))
-
-            async def effect() -> JobOutcome:
-                result = await run_shell(
-                    command,
-                    self._workspace,
-                    timeout_s=timeout_s,
-                    env=scrub_env(self._environ),
-                    output_cap_bytes=self._limits.shell_output_cap_bytes,
+        try:
+            async with self._lock():
+                before, contents = await anyio.to_thread.run_sync(
+                    take_snapshot, self._workspace, self._snapshot
                 )
-                error = None
-                if result.timed_out:
-                    error = f"timed out after {timeout_s:g} s; the command was killed"
-                elif result.exit_code != 0:
-                    error = f"exit code {result.exit_code}"
-                after, new = await anyio.to_thread.run_sync(take_snapshot, self._workspace, before)
-                self._snapshot = after
-                changes, uncovered = diff_snapshots(before, after)
-                output = result.output
-                if uncovered:
-                    output += f"\n[gm: changes to {', '.join(uncovered)} are over the snapshot size cap and cannot be undone]"
-                patch = PatchApplied(
-                    patch_id=self._clock.new_id(), call_id=spec.call_id, files=tuple(changes)
-                )
-                needed = {f.after_sha256 for f in changes}
-                return JobOutcome(
-                    ok=error is None,
-                    output=output,
-                    error=error,
-                    exit_code=result.exit_code,
-                    extra=(patch,) if changes else (),
-                    blobs=tuple(data for sha, data in new.items() if sha in needed),
-                )
+                manifest = manifest_of(before)
+                # What the command may change, and the list of it, are durable before it runs.
+                await self._emit([], cause, [*contents.values(), manifest], None)
+                if not intent_committed:
+                    spec = replace(spec, before_snapshot=sha256_hex(manifest))
 
-            async def emit(datas: Sequence[AnyEventData], blobs: Sequence[bytes]) -> None:
-                await self._emit(datas, cause, blobs, "job")
+                async def effect() -> JobOutcome:
+                    result = await run_shell(
+                        command,
+                        self._workspace,
+                        timeout_s=timeout_s,
+                        env=scrub_env(self._environ),
+                        output_cap_bytes=self._limits.shell_output_cap_bytes,
+                    )
+                    error = None
+                    if result.timed_out:
+                        error = f"timed out after {timeout_s:g} s; the command was killed"
+                    elif result.exit_code != 0:
+                        error = f"exit code {result.exit_code}"
+                    after, new = await anyio.to_thread.run_sync(
+                        take_snapshot, self._workspace, before
+                    )
+                    self._snapshot = after
+                    changes, uncovered = diff_snapshots(before, after)
+                    output = result.output
+                    if uncovered:
+                        output += f"\n[gm: changes to {', '.join(uncovered)} are over the snapshot size cap and cannot be undone]"
+                    patch = PatchApplied(
+                        patch_id=self._clock.new_id(), call_id=spec.call_id, files=tuple(changes)
+                    )
+                    needed = {f.after_sha256 for f in changes}
+                    return JobOutcome(
+                        ok=error is None,
+                        output=output,
+                        error=error,
+                        exit_code=result.exit_code,
+                        extra=(patch,) if changes else (),
+                        blobs=tuple(data for sha, data in new.items() if sha in needed),
+                    )
 
-            outcome = await JobRunner(emit, self._clock).run(
-                spec, effect, intent_committed=intent_committed
-            )
+                async def emit(datas: Sequence[AnyEventData], blobs: Sequence[bytes]) -> None:
+                    await self._emit(datas, cause, blobs, "job")
+
+                try:
+                    outcome = await JobRunner(emit, self._clock).run(
+                        spec, effect, intent_committed=intent_committed
+                    )
+                except anyio.get_cancelled_exc_class():
+                    with anyio.CancelScope(
+                        shield=True
+                    ):  # what it changed before the stop is a patch
+                        await self._record_changes_since(before, spec.call_id, cause)
+                    raise
+        except PatchError as exc:  # the writer lock stayed taken
+            return False, str(exc)
         return outcome.ok, shell_reply(outcome.exit_code, outcome.error, outcome.output)
+
+    async def _record_changes_since(
+        self, before: Snapshot, call_id: str | None, cause: str | None
+    ) -> None:
+        after, new = await anyio.to_thread.run_sync(take_snapshot, self._workspace, before)
+        self._snapshot = after
+        changes, _ = diff_snapshots(before, after)
+        if changes:
+            patch = PatchApplied(
+                patch_id=self._clock.new_id(), call_id=call_id, files=tuple(changes)
+            )
+            needed = {f.after_sha256 for f in changes}
+            blobs = [data for sha, data in new.items() if sha in needed]
+            await self._emit([patch], cause, blobs, "job")
 
     async def recover_ambiguous(self, job: JobView, message: str, cause: str | None) -> None:
         """Record a shell job a crash cut off: ``job.ambiguous``, and as a patch whatever

@@ -28,7 +28,7 @@ from typing import assert_never
 import anyio
 
 from gm_agent.clock import Clock
-from gm_agent.errors import GmAgentError, LeaseLost, ToolError, UserError
+from gm_agent.errors import GmAgentError, JournalError, LeaseLost, ToolError, UserError
 from gm_agent.events import (
     AnyEventData,
     Event,
@@ -208,6 +208,8 @@ class Kernel:
                 self._lease_lost = True
                 drive_scope.cancel()
                 return
+            except JournalError as exc:  # busy or briefly unwritable: the lease still runs
+                log.warning("could not renew the lease of run %s (%s); retrying", run_id, exc)
 
     async def _drive(self, run_id: str) -> RunOutcome:
         self._state = fold(await self._journal.read(run_id))
@@ -267,7 +269,7 @@ class Kernel:
             for d in datas
         ]
         fold(events, self._state)  # raises IllegalTransition before anything is written
-        committed = await self._journal.append(events, blobs)
+        committed = await self._journal.append(events, blobs, lease_owner=self._owner)
         for event in committed:
             self._state = evolve(self._state, event)
             self._notify(event)

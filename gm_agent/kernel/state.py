@@ -112,7 +112,8 @@ class PatchView(BaseModel):
     """A patch of the run: announced (``intent``), ``applied``, refused (``conflict``),
     or undone (``reverted``, by ``gm undo``; ``gm redo`` makes it ``applied`` again).
 
-    ``seq`` is where it was last applied or reverted; ``undo_id`` the undo that
+    ``applied_seq`` is where it was first applied (what ``gm undo --to`` compares);
+    ``seq`` where it was last applied or reverted; ``undo_id`` the undo that
     reverted it.
     """
 
@@ -122,6 +123,7 @@ class PatchView(BaseModel):
     call_id: str | None
     files: tuple[FileChange, ...]
     status: PatchStatus = "intent"
+    applied_seq: int = 0
     seq: int = 0
     undo_id: str | None = None
 
@@ -304,6 +306,7 @@ def evolve(state: RunState, event: Event) -> RunState:
                 call_id=data.call_id,
                 files=data.files,
                 status="applied",
+                applied_seq=event.seq or 0,
                 seq=event.seq or 0,
             )
             update["patches"] = _put_patch(state, applied)

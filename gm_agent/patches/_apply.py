@@ -139,6 +139,9 @@ def _apply_one(workspace: Path, change: PlannedChange) -> None:
             os.chmod(target, change.after_mode or DEFAULT_FILE_MODE)
         case "rename":
             source = workspace / change.source_path
+            if not source.exists() and change.after is not None:  # forced over a missing source
+                _write_atomically(target, change.after, change.after_mode or DEFAULT_FILE_MODE)
+                return
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
             if change.after_mode is not None:
@@ -148,7 +151,11 @@ def _apply_one(workspace: Path, change: PlannedChange) -> None:
 
 
 def apply_changes(
-    workspace: Path, changes: Sequence[PlannedChange], *, force: bool = False
+    workspace: Path,
+    changes: Sequence[PlannedChange],
+    *,
+    force: bool = False,
+    skip_done: bool = False,
 ) -> tuple[FileChange, ...]:
     """Apply ``changes`` in order, after checking every file is in its ``before`` state.
 
@@ -156,14 +163,19 @@ def apply_changes(
         workspace: the (resolved) workspace root.
         changes: what to do.
         force: skip the check (``gm undo --force``): overwrite whatever is there.
+        skip_done: leave out changes whose ``after`` state already holds (an undo
+            a crash interrupted is finished by running it again).
 
     Returns:
-        The journal records of the changes, in order.
+        The journal records of the changes, in order (skipped ones included).
 
     Raises:
         PatchError: a file is not in its ``before`` state (nothing is written then;
             the message names the files), or the disk refused a write.
     """
+    records = tuple(change.describe() for change in changes)
+    if skip_done:
+        changes = [c for c in changes if check_changes(workspace, [c.invert()])]
     if not force:
         mismatches = check_changes(workspace, changes)
         if mismatches:
@@ -174,7 +186,7 @@ def apply_changes(
             _apply_one(workspace, change)
     except OSError as exc:
         raise PatchError(f"cannot change {exc.filename!r}: {exc.strerror}") from exc
-    return tuple(change.describe() for change in changes)
+    return records
 
 
 def complete_patch(workspace: Path, changes: Sequence[PlannedChange]) -> bool:

@@ -46,6 +46,7 @@ class SnapshotEntry:
 
     size: int
     mtime_ns: int
+    ctime_ns: int
     ino: int
     mode: int
     sha256: str | None
@@ -65,11 +66,9 @@ class Snapshot:
 
 def manifest_of(snapshot: Snapshot) -> bytes:
     """The snapshot's hashes and modes as canonical JSON, to store as a blob."""
-    listing = {
-        path: [entry.sha256, entry.mode]
-        for path, entry in sorted(snapshot.entries.items())
-        if entry.sha256 is not None
-    }
+    # Files over the caps are listed too (hash null), so a later diff calls them
+    # uncovered instead of created.
+    listing = {path: [entry.sha256, entry.mode] for path, entry in sorted(snapshot.entries.items())}
     return json.dumps(listing, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -78,7 +77,7 @@ def snapshot_from_manifest(manifest: bytes) -> Snapshot:
     listing: dict[str, list[Any]] = json.loads(manifest)
     return Snapshot(
         {
-            path: SnapshotEntry(-1, -1, -1, int(mode), str(sha))
+            path: SnapshotEntry(-1, -1, -1, -1, int(mode), None if sha is None else str(sha))
             for path, (sha, mode) in listing.items()
         }
     )
@@ -97,22 +96,32 @@ def take_snapshot(
     entries: dict[str, SnapshotEntry] = {}
     contents: dict[str, bytes] = {}
     budget = limits.max_total_bytes
-    for path, info in walk_entries(workspace):
+    for path, info in walk_entries(workspace, follow_links=False):
         relative = path.relative_to(workspace).as_posix()
-        fingerprint = (info.st_size, info.st_mtime_ns, info.st_ino, stat.S_IMODE(info.st_mode))
+        fingerprint = (
+            info.st_size,
+            info.st_mtime_ns,
+            info.st_ctime_ns,  # a changed ctime catches `touch -d`, `cp -p`, `tar x`
+            info.st_ino,
+            stat.S_IMODE(info.st_mode),
+        )
         old = known.get(relative)
-        if old is not None and (old.size, old.mtime_ns, old.ino, old.mode) == fingerprint:
+        if (
+            old is not None
+            and (old.size, old.mtime_ns, old.ctime_ns, old.ino, old.mode) == fingerprint
+        ):
             entries[relative] = old
             continue
         sha = None
         if info.st_size <= min(limits.max_file_bytes, budget):
             try:
                 data = path.read_bytes()
-            except OSError:
-                continue
-            sha = sha256_hex(data)
-            contents[sha] = data
-            budget -= len(data)
+            except OSError:  # unreadable now (a chmod 000?): keep what we knew, never "deleted"
+                sha = old.sha256 if old is not None else None
+            else:
+                sha = sha256_hex(data)
+                contents[sha] = data
+                budget -= len(data)
         entries[relative] = SnapshotEntry(*fingerprint, sha256=sha)
     return Snapshot(entries), contents
 

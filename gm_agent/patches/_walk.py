@@ -21,14 +21,17 @@ def walk_files(root: Path, start: Path | None = None) -> Iterator[Path]:
         yield path
 
 
-def walk_entries(root: Path, start: Path | None = None) -> Iterator[tuple[Path, os.stat_result]]:
+def walk_entries(
+    root: Path, start: Path | None = None, *, follow_links: bool = True
+) -> Iterator[tuple[Path, os.stat_result]]:
     """Regular files under ``start`` (default ``root``) with their stat, sorted per directory.
 
     Skips ``.gm/`` and ``.git/`` at any depth, what ``.gitignore`` files exclude
     (those of ``start``'s ancestors up to ``root`` and those met on the way, as git
     reads them, via pathspec), and anything that is not a regular file whose real
-    location is inside ``root``: FIFOs, devices, symlinks leading out. Directory
-    symlinks are not followed. One ``scandir`` per directory; a plain file costs
+    location is inside ``root``: FIFOs, devices, symlinks leading out (all
+    symlinks with ``follow_links=False``: their targets are walked anyway).
+    Directory symlinks are not followed. One ``scandir`` per directory; a plain file costs
     no extra system call.
     """
     start = start or root
@@ -42,11 +45,11 @@ def walk_entries(root: Path, start: Path | None = None) -> Iterator[tuple[Path, 
         if found is not None and not _ignored(specs, start, is_dir=False):
             yield start, found
         return
-    yield from _walk_dir(root, start, specs)
+    yield from _walk_dir(root, start, specs, follow_links)
 
 
 def _walk_dir(
-    root: Path, directory: Path, specs: list[tuple[Path, GitIgnoreSpec]]
+    root: Path, directory: Path, specs: list[tuple[Path, GitIgnoreSpec]], follow_links: bool
 ) -> Iterator[tuple[Path, os.stat_result]]:
     try:
         with os.scandir(directory) as scan:
@@ -59,11 +62,11 @@ def _walk_dir(
         path = directory / entry.name
         if entry.is_dir(follow_symlinks=False):
             if entry.name not in SKIPPED_DIRS and not _ignored(specs, path, is_dir=True):
-                yield from _walk_dir(root, path, specs)
+                yield from _walk_dir(root, path, specs, follow_links)
         elif not _ignored(specs, path, is_dir=False):
             if entry.is_file(follow_symlinks=False):
                 yield path, entry.stat(follow_symlinks=False)
-            elif entry.is_symlink():
+            elif follow_links and entry.is_symlink():
                 found = _regular_inside(root, path)
                 if found is not None:
                     yield path, found

@@ -271,3 +271,18 @@ async def test_opening_without_create_needs_an_existing_journal(tmp_path: Path) 
     with pytest.raises(JournalError, match="gm run"):
         await Journal.open(tmp_path / "missing.db", create=False)
     assert not (tmp_path / "missing.db").exists()
+
+
+async def test_an_append_fenced_by_a_lease_owner_is_refused_once_the_lease_moved(
+    journal: Journal, clock: FakeClock
+) -> None:
+    from gm_agent.errors import LeaseLost
+
+    await journal.append([created(clock)])
+    await journal.acquire_lease("RUN1", "old-owner", 10)
+    await journal.append([message(clock, "mine")], lease_owner="old-owner")
+    await journal.release_lease("RUN1", "old-owner")
+    await journal.acquire_lease("RUN1", "new-owner", 10)
+    with pytest.raises(LeaseLost, match="new-owner"):
+        await journal.append([message(clock, "stale")], lease_owner="old-owner")
+    assert [e.kind for e in await journal.read()] == ["run.created", "user.message"]

@@ -190,3 +190,50 @@ def test_two_concurrent_resumes_one_executes_the_other_is_refused(workspace: Pat
     )
     assert "is being executed by" in refused and "lease" in refused
     assert (workspace / "ledger.txt").read_text() == "one\nslept\n"
+
+
+def test_ctrl_c_during_a_shell_command_records_what_it_changed(workspace: Path) -> None:
+    write_script(
+        workspace / "moves.yaml",
+        [
+            {
+                "tool_calls": [
+                    {"name": "run_shell", "args": {"command": "echo changed > a.txt; sleep 30"}}
+                ]
+            },
+            {"finish": "ok"},
+        ],
+    )
+    task = write_task(workspace / "task.md", "Do it.", model="scripted:moves.yaml")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gm_agent", "run", str(task)],
+        cwd=workspace,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(200):
+        if (workspace / "a.txt").exists():
+            break
+        subprocess.run(["sleep", "0.05"], check=True)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert process.returncode == 130
+    events = [
+        json.loads(line) for line in gm("log", "last", "--json", cwd=workspace).stdout.splitlines()
+    ]
+    assert {"job.cancelled", "patch.applied"} <= set(kinds(events))
+    assert gm("undo", "last", cwd=workspace).returncode == 0
+    assert not (workspace / "a.txt").exists()
+
+
+def test_a_run_is_resumed_only_where_it_was_created(workspace: Path, tmp_path: Path) -> None:
+    write_script(workspace / "moves.yaml", [LEDGER_STEP, FINISH])
+    task = write_task(workspace / "task.md", "Do it.", model="scripted:moves.yaml")
+    assert (
+        gm("run", str(task), cwd=workspace, env={"GM_CRASH_AT": "job.after_intent:2"}).returncode
+        < 0
+    )
+    moved = workspace.rename(tmp_path / "moved")
+    refused = gm("resume", "last", cwd=moved)
+    assert refused.returncode == 2 and "was the project moved?" in refused.stderr
