@@ -21,7 +21,6 @@ Used by ``tests/test_torture.py`` (CI, at least 30 kills) and by
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 import subprocess
@@ -31,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import yaml
 
-from gm_agent.events import JobAmbiguous, JobIntent, JobResult, ToolReturned, event_from_record
+from gm_agent.events import Event, JobAmbiguous, JobIntent, JobResult, ToolReturned
+from gm_agent.journal import Journal
 from gm_agent.kernel import fold
 
 
@@ -136,25 +137,7 @@ def _interrupt_until_done(
 
 def _audit(workspace: Path, baseline: Path, report: TortureReport) -> None:
     where = workspace.name
-    with sqlite3.connect(f"file:{workspace / '.gm' / 'journal.db'}?mode=ro", uri=True) as conn:
-        rows = conn.execute(
-            "SELECT seq, id, run_id, kind, v, at, source, causation_id, data FROM events ORDER BY seq"
-        ).fetchall()
-    events = []
-    for row in rows:
-        seq, id_, run_id, kind, v, at, source, causation_id, data = row
-        record = {
-            "seq": seq,
-            "id": id_,
-            "run_id": run_id,
-            "kind": kind,
-            "v": v,
-            "at": at,
-            "source": source,
-            "causation_id": causation_id,
-            "data": json.loads(data),
-        }
-        events.append(event_from_record(record))
+    events = anyio.run(_read_journal, workspace)
     try:
         fold(events)  # the journal must replay: no illegal transition, no stale write
     except Exception as exc:
@@ -206,6 +189,12 @@ def _audit(workspace: Path, baseline: Path, report: TortureReport) -> None:
     )
     if undo != 0 or left != ["moves.yaml", "task.md"]:
         report.problems.append(f"{where}: after gm undo (exit {undo}) the workspace holds {left}")
+
+
+async def _read_journal(workspace: Path) -> list[Event]:
+    """Every event, parsed (a row that does not parse raises JournalCorrupt)."""
+    async with await Journal.open(workspace / ".gm" / "journal.db", read_only=True) as journal:
+        return await journal.read()
 
 
 def _steps(baseline: Path) -> int:

@@ -26,7 +26,10 @@ from gm_agent.events import (
 
 
 async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
-    """Apply one committed event (with its ``seq``) to the projection tables."""
+    """Apply one newly inserted event (with its ``seq``) to the projection tables.
+
+    ``last_seq`` is moved once per batch by :func:`project_last_seqs`.
+    """
     data = event.data
     match data:
         case RunCreated():
@@ -35,7 +38,6 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
                 "updated_at, last_seq) VALUES (?, 'created', ?, ?, ?, ?, ?, ?)",
                 (event.run_id, data.task, data.task_path, data.model, event.at, event.at, seq),
             )
-            return
         case RunStatusChanged():
             await conn.execute(
                 "UPDATE runs SET status = ? WHERE run_id = ?", (data.to, event.run_id)
@@ -72,10 +74,18 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
             )
         case _:
             pass
-    await conn.execute(
-        "UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?",
-        (seq, event.at, event.run_id),
-    )
+
+
+async def project_last_seqs(conn: aiosqlite.Connection, committed: list[Event]) -> None:
+    """Move each run's ``last_seq`` and ``updated_at`` to its newest event of the batch."""
+    newest: dict[str, Event] = {}
+    for event in committed:
+        newest[event.run_id] = event
+    for run_id, event in newest.items():
+        await conn.execute(
+            "UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?",
+            (event.seq, event.at, run_id),
+        )
 
 
 def encode_payload(event: Event) -> str:

@@ -30,7 +30,7 @@ from gm_agent.errors import (
 )
 from gm_agent.events import Event, RunStatus, event_from_record
 from gm_agent.journal._leases import owner_alive
-from gm_agent.journal._projections import encode_payload, project
+from gm_agent.journal._projections import encode_payload, project, project_last_seqs
 from gm_agent.journal._schema import LATEST_VERSION, MIGRATIONS
 
 log = logging.getLogger("gm_agent.journal")
@@ -315,8 +315,13 @@ class Journal:
                         "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?, ?, ?)",
                         (hashlib.sha256(blob).hexdigest(), len(blob), blob),
                     )
+                inserted: list[Event] = []
                 for event in events:
-                    committed.append(await self._insert(event))
+                    stored, new = await self._insert(event)
+                    committed.append(stored)
+                    if new:
+                        inserted.append(stored)
+                await project_last_seqs(self._conn, inserted)
         except sqlite3.Error as exc:
             raise _translate(self.path, exc) from exc
         except UnicodeEncodeError as exc:
@@ -333,7 +338,8 @@ class Journal:
             if row is not None and row[0] != owner:
                 raise LeaseLost(f"run {run_id} is now executed by {row[0]}; this process stopped")
 
-    async def _insert(self, event: Event) -> Event:
+    async def _insert(self, event: Event) -> tuple[Event, bool]:
+        """Insert one event; the stored event, and whether it is new (not a repeated id)."""
         row = await _fetchone_or_none(
             self._conn,
             "INSERT INTO events (id, run_id, kind, v, at, source, causation_id, data) "
@@ -353,10 +359,10 @@ class Journal:
             existing = await _fetchone(
                 self._conn, f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event.id,)
             )
-            return _row_to_event(existing)
+            return _row_to_event(existing), False
         seq = int(row[0])
         await project(self._conn, event, seq)
-        return event.model_copy(update={"seq": seq})
+        return event.model_copy(update={"seq": seq}), True
 
     # -- reading -----------------------------------------------------------
 
@@ -571,8 +577,9 @@ async def _transaction(conn: aiosqlite.Connection) -> AsyncGenerator[None, None]
 async def _fetchone_or_none(
     conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
 ) -> sqlite3.Row | None:
-    async with conn.execute(sql, params) as cursor:
-        return await cursor.fetchone()
+    # One trip to aiosqlite's thread (execute and fetch together), not three.
+    rows = list(await conn.execute_fetchall(sql, params))
+    return rows[0] if rows else None
 
 
 async def _fetchone(

@@ -286,3 +286,12 @@ async def test_an_append_fenced_by_a_lease_owner_is_refused_once_the_lease_moved
     with pytest.raises(LeaseLost, match="new-owner"):
         await journal.append([message(clock, "stale")], lease_owner="old-owner")
     assert [e.kind for e in await journal.read()] == ["run.created", "user.message"]
+
+
+async def test_a_repeated_event_id_never_moves_the_runs_last_seq_back(
+    journal: Journal, clock: FakeClock
+) -> None:
+    first = message(clock, "first")
+    await journal.append([created(clock), first, message(clock, "second")])
+    await journal.append([first])
+    assert (await journal.get_run("RUN1")).last_seq == 3
