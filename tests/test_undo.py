@@ -313,3 +313,25 @@ def test_snapshots_see_same_size_changes_with_a_restored_mtime_and_ignore_symlin
     assert "+bbbb" in diff and "link.txt" not in diff
     assert gm("undo", "last", cwd=workspace).returncode == 0
     assert (workspace / "f.txt").read_text() == "aaaa\n" and os.path.islink(workspace / "link.txt")
+
+
+@pytest.mark.parametrize("gitignore_after", ["", "data.txt\n"], ids=["un-ignoring", "ignoring"])
+def test_a_command_editing_gitignore_does_not_turn_user_files_into_changes(
+    workspace: Path, gitignore_after: str
+) -> None:
+    (workspace / ".gitignore").write_text("build/\n")
+    (workspace / "build").mkdir()
+    (workspace / "build" / "out.bin").write_bytes(b"\x00user's build")
+    (workspace / "data.txt").write_text("user data\n")
+    command = f"printf '{gitignore_after}' > .gitignore"
+    run_moves(
+        workspace,
+        [{"tool_calls": [{"name": "run_shell", "args": {"command": command}}]}, {"finish": "ok"}],
+    )
+    diff = gm("diff", "last", cwd=workspace).stdout
+    changed = [line.split()[2] for line in diff.splitlines() if line.startswith("diff --gm ")]
+    assert changed == ["a/.gitignore"]
+    assert gm("undo", "last", cwd=workspace).returncode == 0
+    assert (workspace / "build" / "out.bin").read_bytes() == b"\x00user's build"
+    assert (workspace / "data.txt").read_text() == "user data\n"
+    assert (workspace / ".gitignore").read_text() == "build/\n"

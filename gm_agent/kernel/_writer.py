@@ -45,6 +45,7 @@ from gm_agent.patches import (
     check_changes,
     complete_patch,
     diff_snapshots,
+    drop_visibility_changes,
     manifest_of,
     plan_write,
     sha256_hex,
@@ -217,7 +218,7 @@ class WorkspaceWriter:
         command = str(spec.args["command"])
         timeout_s = float(spec.args["timeout_s"])  # type: ignore[arg-type]
         try:
-            async with self._lock():
+            async with self._lock() as lock:
                 before, contents = await anyio.to_thread.run_sync(
                     take_snapshot, self._workspace, self._snapshot
                 )
@@ -245,6 +246,9 @@ class WorkspaceWriter:
                     )
                     self._snapshot = after
                     changes, uncovered = diff_snapshots(before, after)
+                    changes = await anyio.to_thread.run_sync(
+                        drop_visibility_changes, self._workspace, changes, lock.acquired_ns
+                    )
                     output = result.output
                     if uncovered:
                         output += f"\n[gm: changes to {', '.join(uncovered)} are over the snapshot size cap and cannot be undone]"

@@ -41,6 +41,8 @@ class WriterLock:
         self._clock = clock
         self._timeout_s = timeout_s
         self._fd: int | None = None
+        self.acquired_ns = 0
+        """When the lock was taken, by the file system's clock (the lock file's mtime), in ns."""
 
     async def __aenter__(self) -> WriterLock:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +66,7 @@ class WriterLock:
                 waited += POLL_S
         os.ftruncate(fd, 0)
         os.pwrite(fd, self._owner.encode(), 0)
+        self.acquired_ns = os.fstat(fd).st_mtime_ns
         self._fd = fd
         return self
 

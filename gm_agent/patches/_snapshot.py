@@ -26,6 +26,7 @@ __all__ = [
     "SnapshotEntry",
     "SnapshotLimits",
     "diff_snapshots",
+    "drop_visibility_changes",
     "manifest_of",
     "snapshot_from_manifest",
     "take_snapshot",
@@ -168,6 +169,32 @@ def diff_snapshots(before: Snapshot, after: Snapshot) -> tuple[list[FileChange],
         elif old is not None and old.sha256 is not None and path not in renamed_from.values():
             changes.append(_change(path, "delete", old, None))
     return changes, sorted(set(uncovered))
+
+
+def drop_visibility_changes(
+    workspace: Path, changes: list[FileChange], since_ns: int
+) -> list[FileChange]:
+    """Leave out "changes" that are only files coming into or out of view.
+
+    When a command edits a ``.gitignore``, a file it never touched can appear in
+    the after-snapshot (created?) or vanish from it (deleted?). A "deleted" file
+    that is still on disk, and a "created" one whose ctime is older than
+    ``since_ns`` (the file system's clock when the command started), are such
+    files; recording them would make ``gm undo`` delete or re-create user files.
+    """
+    kept: list[FileChange] = []
+    for change in changes:
+        path = workspace / change.path
+        if change.op == "delete" and path.exists():
+            continue
+        if change.op == "create":
+            try:
+                if path.lstat().st_ctime_ns < since_ns:
+                    continue
+            except OSError:
+                pass
+        kept.append(change)
+    return kept
 
 
 def _change(
