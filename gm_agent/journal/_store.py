@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import errno
 import hashlib
@@ -10,8 +9,7 @@ import json
 import logging
 import sqlite3
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -32,6 +30,13 @@ from gm_agent.events import Event, RunStatus, event_from_record
 from gm_agent.journal._leases import owner_alive
 from gm_agent.journal._projections import encode_payload, project, project_last_seqs
 from gm_agent.journal._schema import LATEST_VERSION, MIGRATIONS
+from gm_agent.journal._sql import (
+    BUSY_TIMEOUT_MS,
+    fetchone,
+    fetchone_or_none,
+    transaction,
+    translate,
+)
 
 log = logging.getLogger("gm_agent.journal")
 
@@ -40,10 +45,6 @@ Durability = Literal["full", "fast"]
 ``synchronous=NORMAL``, a commit survives a process crash but may be lost on
 power loss (SQLite docs, "WAL mode ... synchronous=NORMAL")."""
 
-BUSY_TIMEOUT_MS = 5000
-"""How long a writer waits for another process's write transaction, in ms."""
-
-_CORRUPT_CODES = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 
 _EVENT_COLUMNS = "seq, id, run_id, kind, v, at, source, causation_id, data"
 
@@ -75,26 +76,6 @@ class RunRow(BaseModel):
 
 _RUN_FIELDS = tuple(name for name in RunRow.model_fields if name != "orphaned")
 _RUN_COLUMNS = ", ".join(_RUN_FIELDS)
-
-
-def _translate(path: Path, exc: sqlite3.Error) -> JournalError:
-    """Turn a driver error into our error tree, with what to do about it."""
-    name = getattr(exc, "sqlite_errorname", "")
-    if name in _CORRUPT_CODES:
-        return JournalCorrupt(
-            f"{str(path)!r} is not a readable gm journal ({exc}); it was not modified. "
-            "Move it aside to start a new journal, or restore it from a backup"
-        )
-    if name == "SQLITE_FULL":
-        return JournalError(
-            f"the disk holding {str(path)!r} is full ({exc}); free some space and retry. "
-            "Everything committed before this is kept"
-        )
-    if name == "SQLITE_BUSY":
-        return JournalError(
-            f"{str(path)!r} stayed locked by another process for {BUSY_TIMEOUT_MS} ms; retry"
-        )
-    return JournalError(f"journal {str(path)!r}: {exc}")
 
 
 def _row_to_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
@@ -194,7 +175,7 @@ class Journal:
 
     @staticmethod
     async def _require_current(path: Path, conn: aiosqlite.Connection) -> None:
-        version = (await _fetchone(conn, "PRAGMA user_version"))[0]
+        version = (await fetchone(conn, "PRAGMA user_version"))[0]
         if version < LATEST_VERSION:
             raise JournalError(
                 f"{str(path)!r} has an older schema (version {version}); "
@@ -209,11 +190,11 @@ class Journal:
         docs, "quick_check"), so a damaged page is found before we append to it.
         """
         try:
-            version = (await _fetchone(conn, "PRAGMA user_version"))[0]
+            version = (await fetchone(conn, "PRAGMA user_version"))[0]
             tables = {r[0] for r in await conn.execute_fetchall("SELECT name FROM sqlite_master")}
-            verdict = (await _fetchone(conn, "PRAGMA quick_check(1)"))[0] if integrity else "ok"
+            verdict = (await fetchone(conn, "PRAGMA quick_check(1)"))[0] if integrity else "ok"
         except sqlite3.Error as exc:
-            raise _translate(path, exc) from exc
+            raise translate(path, exc) from exc
         if verdict != "ok":
             raise JournalCorrupt(
                 f"{str(path)!r} is damaged (SQLite quick_check: {verdict}); it was not modified. "
@@ -233,11 +214,11 @@ class Journal:
     async def _set_pragmas(path: Path, conn: aiosqlite.Connection, durability: Durability) -> None:
         synchronous = "FULL" if durability == "full" else "NORMAL"
         try:
-            mode = (await _fetchone(conn, "PRAGMA journal_mode=WAL"))[0]
+            mode = (await fetchone(conn, "PRAGMA journal_mode=WAL"))[0]
             await conn.execute(f"PRAGMA synchronous={synchronous}")
             await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except sqlite3.Error as exc:
-            raise _translate(path, exc) from exc
+            raise translate(path, exc) from exc
         log.debug(
             "journal %s: journal_mode=%s synchronous=%s busy_timeout=%d",
             path,
@@ -249,18 +230,18 @@ class Journal:
     @staticmethod
     async def _migrate(path: Path, conn: aiosqlite.Connection) -> None:
         try:
-            version = (await _fetchone(conn, "PRAGMA user_version"))[0]
+            version = (await fetchone(conn, "PRAGMA user_version"))[0]
             for number in range(version + 1, LATEST_VERSION + 1):
-                async with _transaction(conn):
+                async with transaction(conn):
                     # Another process may have migrated while we waited for the lock.
-                    current = (await _fetchone(conn, "PRAGMA user_version"))[0]
+                    current = (await fetchone(conn, "PRAGMA user_version"))[0]
                     if current < number:
                         for statement in MIGRATIONS[number - 1]:
                             await conn.execute(statement)
                         await conn.execute(f"PRAGMA user_version={number}")
                 log.debug("journal %s: migrated to schema version %d", path, number)
         except sqlite3.Error as exc:
-            raise _translate(path, exc) from exc
+            raise translate(path, exc) from exc
 
     async def close(self) -> None:
         """Close the connection. Committed events are already durable."""
@@ -307,7 +288,7 @@ class Journal:
         """
         committed: list[Event] = []
         try:
-            async with _transaction(self._conn):
+            async with transaction(self._conn):
                 if lease_owner is not None:
                     await self._fence(lease_owner, {e.run_id for e in events})
                 for blob in blobs:
@@ -323,7 +304,7 @@ class Journal:
                         inserted.append(stored)
                 await project_last_seqs(self._conn, inserted)
         except sqlite3.Error as exc:
-            raise _translate(self.path, exc) from exc
+            raise translate(self.path, exc) from exc
         except UnicodeEncodeError as exc:
             raise JournalError(
                 f"an event holds text that is not valid Unicode ({exc}); a bug"
@@ -332,7 +313,7 @@ class Journal:
 
     async def _fence(self, owner: str, run_ids: set[str]) -> None:
         for run_id in sorted(run_ids):
-            row = await _fetchone_or_none(
+            row = await fetchone_or_none(
                 self._conn, "SELECT lease_owner FROM runs WHERE run_id = ?", (run_id,)
             )
             if row is not None and row[0] != owner:
@@ -340,7 +321,7 @@ class Journal:
 
     async def _insert(self, event: Event) -> tuple[Event, bool]:
         """Insert one event; the stored event, and whether it is new (not a repeated id)."""
-        row = await _fetchone_or_none(
+        row = await fetchone_or_none(
             self._conn,
             "INSERT INTO events (id, run_id, kind, v, at, source, causation_id, data) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING seq",
@@ -356,7 +337,7 @@ class Journal:
             ),
         )
         if row is None:
-            existing = await _fetchone(
+            existing = await fetchone(
                 self._conn, f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event.id,)
             )
             return _row_to_event(existing), False
@@ -386,7 +367,7 @@ class Journal:
         try:
             rows = await self._conn.execute_fetchall(sql, params)
         except sqlite3.Error as exc:
-            raise _translate(self.path, exc) from exc
+            raise translate(self.path, exc) from exc
         return [_row_to_event(row) for row in rows]
 
     async def follow(
@@ -422,7 +403,7 @@ class Journal:
         Raises:
             JournalError: no blob has that hash.
         """
-        row = await _fetchone_or_none(
+        row = await fetchone_or_none(
             self._conn, "SELECT data FROM blobs WHERE sha256 = ?", (sha256,)
         )
         if row is None:
@@ -461,8 +442,8 @@ class Journal:
             RunLeased: another live process holds it (the message names it).
         """
         try:
-            async with _transaction(self._conn):
-                row = await _fetchone_or_none(
+            async with transaction(self._conn):
+                row = await fetchone_or_none(
                     self._conn,
                     "SELECT lease_owner, lease_expires_at FROM runs WHERE run_id = ?",
                     (run_id,),
@@ -477,7 +458,7 @@ class Journal:
                     (owner, self._expiry(ttl_s), run_id),
                 )
         except sqlite3.Error as exc:
-            raise _translate(self.path, exc) from exc
+            raise translate(self.path, exc) from exc
 
     async def renew_lease(self, run_id: str, owner: str, ttl_s: float) -> None:
         """Extend our lease by ``ttl_s`` seconds from now.
@@ -491,7 +472,7 @@ class Journal:
                 (self._expiry(ttl_s), run_id, owner),
             )
         except sqlite3.Error as exc:
-            raise _translate(self.path, exc) from exc
+            raise translate(self.path, exc) from exc
         if cursor.rowcount != 1:
             raise LeaseLost(f"the lease on run {run_id} was taken by another process; stopping")
 
@@ -504,7 +485,7 @@ class Journal:
                 (run_id, owner),
             )
         except sqlite3.Error as exc:
-            raise _translate(self.path, exc) from exc
+            raise translate(self.path, exc) from exc
 
     def _expiry(self, ttl_s: float) -> str:
         return format_timestamp(self._clock.now() + _dt.timedelta(seconds=ttl_s))
@@ -515,7 +496,7 @@ class Journal:
         Raises:
             RunNotFound: no run has that id.
         """
-        row = await _fetchone_or_none(
+        row = await fetchone_or_none(
             self._conn, f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
         )
         if row is None:
@@ -533,7 +514,7 @@ class Journal:
             RunNotFound: nothing matches, or a prefix matches several runs.
         """
         if ref == "last":
-            row = await _fetchone_or_none(
+            row = await fetchone_or_none(
                 self._conn, "SELECT run_id FROM runs ORDER BY created_at DESC, run_id DESC LIMIT 1"
             )
             if row is None:
@@ -553,38 +534,3 @@ class Journal:
                 f"{ref!r} matches several runs ({', '.join(ids)}); give more characters"
             )
         return ref.upper() if ref.upper() in ids else ids[0]
-
-
-@asynccontextmanager
-async def _transaction(conn: aiosqlite.Connection) -> AsyncGenerator[None, None]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``; on any error, roll back if SQLite has not already.
-
-    SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
-    ROLLBACK would then fail and hide the real error, so it is only sent while a
-    transaction is open, and its own failure is ignored.
-    """
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        await conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-        raise
-
-
-async def _fetchone_or_none(
-    conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
-) -> sqlite3.Row | None:
-    # One trip to aiosqlite's thread (execute and fetch together), not three.
-    rows = list(await conn.execute_fetchall(sql, params))
-    return rows[0] if rows else None
-
-
-async def _fetchone(
-    conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
-) -> sqlite3.Row:
-    row = await _fetchone_or_none(conn, sql, params)
-    assert row is not None, sql
-    return row

@@ -1,0 +1,73 @@
+"""SQLite plumbing shared by the journal's modules: transactions, one-row queries,
+and the translation of driver errors into gm_agent's error tree."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gm_agent.errors import JournalCorrupt, JournalError
+
+BUSY_TIMEOUT_MS = 5000
+"""How long a writer waits for another process's write transaction, in ms."""
+
+_CORRUPT_CODES = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+
+
+def translate(path: Path, exc: sqlite3.Error) -> JournalError:
+    """Turn a driver error into our error tree, with what to do about it."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in _CORRUPT_CODES:
+        return JournalCorrupt(
+            f"{str(path)!r} is not a readable gm journal ({exc}); it was not modified. "
+            "Move it aside to start a new journal, or restore it from a backup"
+        )
+    if name == "SQLITE_FULL":
+        return JournalError(
+            f"the disk holding {str(path)!r} is full ({exc}); free some space and retry. "
+            "Everything committed before this is kept"
+        )
+    if name == "SQLITE_BUSY":
+        return JournalError(
+            f"{str(path)!r} stayed locked by another process for {BUSY_TIMEOUT_MS} ms; retry"
+        )
+    return JournalError(f"journal {str(path)!r}: {exc}")
+
+
+@asynccontextmanager
+async def transaction(conn: aiosqlite.Connection) -> AsyncGenerator[None, None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; on any error, roll back if SQLite has not already.
+
+    SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
+    ROLLBACK would then fail and hide the real error, so it is only sent while a
+    transaction is open, and its own failure is ignored.
+    """
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        await conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+        raise
+
+
+async def fetchone_or_none(
+    conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
+) -> sqlite3.Row | None:
+    # One trip to aiosqlite's thread (execute and fetch together), not three.
+    rows = list(await conn.execute_fetchall(sql, params))
+    return rows[0] if rows else None
+
+
+async def fetchone(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row:
+    row = await fetchone_or_none(conn, sql, params)
+    assert row is not None, sql
+    return row
