@@ -10,7 +10,8 @@ live run is never changed under its kernel) and the workspace writer lock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,18 +105,37 @@ async def run_diff(workspace: Path, run_ref: str, environ: Mapping[str, str]) ->
     return diffs
 
 
-async def _with_run(
+@dataclass(frozen=True)
+class _HeldRun:
+    """A run taken for an undo or redo: its journal, id, folded state, and our owner id."""
+
+    journal: Journal
+    run_id: str
+    state: RunState
+    owner: str
+
+
+@asynccontextmanager
+async def _held_run(
     workspace: Path, run_ref: str, environ: Mapping[str, str], clock: Clock
-) -> tuple[Journal, str, str]:
-    journal = await _open(workspace, environ)
-    try:
+) -> AsyncGenerator[_HeldRun, None]:
+    """Hold run ``run_ref``'s lease and the workspace writer lock, for a settled run.
+
+    Raises:
+        RunLeased: the run is being executed right now.
+        UserError: a crash stopped it mid-change (resume it first).
+    """
+    async with await _open(workspace, environ) as journal:
         run_id = await journal.resolve_run(run_ref)
         owner = new_owner(clock.new_id())
         await journal.acquire_lease(run_id, owner, DEFAULT_LEASE_S * 6)
-    except BaseException:
-        await journal.close()
-        raise
-    return journal, run_id, owner
+        try:
+            state = fold(await journal.read(run_id))
+            _require_settled(state)
+            async with WriterLock(workspace / GM_DIR / "writer.lock", owner, clock):
+                yield _HeldRun(journal, run_id, state, owner)
+        finally:
+            await journal.release_lease(run_id, owner)
 
 
 def _require_settled(state: RunState) -> None:
@@ -154,38 +174,27 @@ async def undo_run(
     """
     clock = clock or SystemClock()
     workspace = Path(await anyio.Path(workspace).resolve())
-    journal, run_id, owner = await _with_run(workspace, run_ref, environ, clock)
-    try:
-        state = fold(await journal.read(run_id))
-        _require_settled(state)
+    async with _held_run(workspace, run_ref, environ, clock) as held:
         targets = [
-            p for p in state.patches if p.status == "applied" and p.applied_seq > (to_seq or 0)
+            p for p in held.state.patches if p.status == "applied" and p.applied_seq > (to_seq or 0)
         ]
         if not targets:
-            raise UserError(f"run {run_id} has no applied changes to undo")
+            raise UserError(f"run {held.run_id} has no applied changes to undo")
         undo_id = clock.new_id()
-        blobs = await _blobs(journal, targets)
-        async with WriterLock(workspace / GM_DIR / "writer.lock", owner, clock):
-            if not force:
-                await _check_final_state(workspace, targets, blobs, "undo")
-            files: list[str] = []
-            for patch in reversed(targets):
-                inverse = [c.invert() for c in reversed(_changes(patch, blobs))]
-                records = await _apply(workspace, inverse, force)
-                files += [r.path for r in records]
-                event = PatchReverted(
-                    patch_id=patch.patch_id, undo_id=undo_id, files=records, forced=force
-                )
-                await journal.append([new_event(clock, run_id, "user", event)])
-        return UndoReport(
-            run_id,
-            undo_id,
-            tuple(p.patch_id for p in reversed(targets)),
-            tuple(dict.fromkeys(files)),
-        )
-    finally:
-        await journal.release_lease(run_id, owner)
-        await journal.close()
+        blobs = await _blobs(held.journal, targets)
+        if not force:
+            await _check_final_state(workspace, targets, blobs, "undo")
+        files: list[str] = []
+        for patch in reversed(targets):
+            inverse = [c.invert() for c in reversed(_changes(patch, blobs))]
+            records = await _apply(workspace, inverse, force)
+            files += [r.path for r in records]
+            event = PatchReverted(
+                patch_id=patch.patch_id, undo_id=undo_id, files=records, forced=force
+            )
+            await held.journal.append([new_event(clock, held.run_id, "user", event)])
+        patches = tuple(p.patch_id for p in reversed(targets))
+        return UndoReport(held.run_id, undo_id, patches, tuple(dict.fromkeys(files)))
 
 
 async def redo_run(
@@ -204,33 +213,25 @@ async def redo_run(
     """
     clock = clock or SystemClock()
     workspace = Path(await anyio.Path(workspace).resolve())
-    journal, run_id, owner = await _with_run(workspace, run_ref, environ, clock)
-    try:
-        state = fold(await journal.read(run_id))
-        _require_settled(state)
-        reverted = [p for p in state.patches if p.status == "reverted"]
+    async with _held_run(workspace, run_ref, environ, clock) as held:
+        reverted = [p for p in held.state.patches if p.status == "reverted"]
         if not reverted:
-            raise UserError(f"run {run_id} has nothing to redo: no undo is in effect")
-        undo_id = max(reverted, key=lambda p: p.seq).undo_id
+            raise UserError(f"run {held.run_id} has nothing to redo: no undo is in effect")
+        undo_id = max(reverted, key=lambda p: p.seq).undo_id or ""
         targets = [p for p in reverted if p.undo_id == undo_id]
-        blobs = await _blobs(journal, targets)
-        async with WriterLock(workspace / GM_DIR / "writer.lock", owner, clock):
-            if not force:
-                await _check_undone_state(workspace, targets, blobs)
-            files: list[str] = []
-            for patch in targets:
-                records = await _apply(workspace, _changes(patch, blobs), force)
-                files += [r.path for r in records]
-                event = PatchReapplied(
-                    patch_id=patch.patch_id, undo_id=undo_id or "", files=records, forced=force
-                )
-                await journal.append([new_event(clock, run_id, "user", event)])
-        return UndoReport(
-            run_id, undo_id or "", tuple(p.patch_id for p in targets), tuple(dict.fromkeys(files))
-        )
-    finally:
-        await journal.release_lease(run_id, owner)
-        await journal.close()
+        blobs = await _blobs(held.journal, targets)
+        if not force:
+            await _check_undone_state(workspace, targets, blobs)
+        files: list[str] = []
+        for patch in targets:
+            records = await _apply(workspace, _changes(patch, blobs), force)
+            files += [r.path for r in records]
+            event = PatchReapplied(
+                patch_id=patch.patch_id, undo_id=undo_id, files=records, forced=force
+            )
+            await held.journal.append([new_event(clock, held.run_id, "user", event)])
+        patches = tuple(p.patch_id for p in targets)
+        return UndoReport(held.run_id, undo_id, patches, tuple(dict.fromkeys(files)))
 
 
 async def _apply(
