@@ -239,6 +239,33 @@ def log(ctx: click.Context, run_ref: str, follow: bool, as_json: bool) -> None:
 
 @main.command()
 @click.argument("run_ref", metavar="[RUN]", default="last")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "jsonl"]),
+    default="md",
+    show_default=True,
+    help="A Markdown transcript, or every event as a JSON line.",
+)
+@click.pass_context
+def export(ctx: click.Context, run_ref: str, fmt: str) -> None:
+    """Print RUN (default `last`) as a readable transcript or as JSON lines."""
+    from gm_agent._export import markdown_transcript
+
+    async def load() -> list[Any]:
+        async with await _open_journal(_workspace(ctx)) as journal:
+            return await journal.read(await journal.resolve_run(run_ref))
+
+    events = _run_async(load)
+    if fmt == "jsonl":
+        for event in events:
+            click.echo(_json_line(event))
+    else:
+        click.echo(markdown_transcript(events), nl=False)
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", default="last")
 @click.option("--stat", is_flag=True, help="Only a line per file with added and removed lines.")
 @click.pass_context
 def diff(ctx: click.Context, run_ref: str, stat: bool) -> None:

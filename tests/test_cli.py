@@ -132,3 +132,15 @@ def test_help_does_not_import_the_heavy_modules() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_export_gives_a_markdown_transcript_and_json_lines(workspace: Path) -> None:
+    assert gm("run", str(scripted_task(workspace)), cwd=workspace).returncode == 0
+    transcript = gm("export", "last", cwd=workspace).stdout
+    assert transcript.startswith("# Run ")
+    assert "## User\n\nCreate hello.txt." in transcript
+    assert "**write_file**" in transcript and '"path": "hello.txt"' in transcript
+    assert "*Files changed:* `hello.txt` (create)" in transcript
+    assert transcript.rstrip().endswith("created hello.txt")
+    jsonl = gm("export", "last", "--format", "jsonl", cwd=workspace).stdout
+    assert jsonl == gm("log", "last", "--json", cwd=workspace).stdout
