@@ -22,7 +22,6 @@ from anyio.abc import Process
 __all__ = [
     "DEFAULT_GRACE_S",
     "ShellResult",
-    "cap_output",
     "is_secret_name",
     "run_shell",
     "scrub_env",
@@ -95,25 +94,14 @@ class _HeadTail:
         return f"{head}\n[... {omitted} bytes omitted ...]\n{tail}", True
 
 
-def cap_output(data: bytes, cap_bytes: int) -> tuple[str, bool]:
-    """Decode ``data`` keeping its head and tail within about ``cap_bytes`` bytes.
-
-    Returns:
-        The text (UTF-8, invalid bytes replaced; a marker says how many bytes were
-        omitted from the middle), and whether anything was cut.
-    """
-    kept = _HeadTail(cap_bytes)
-    kept.feed(data)
-    return kept.text()
-
-
 @dataclass(frozen=True)
 class ShellResult:
     """How a command ended.
 
     Attributes:
         exit_code: the process's exit status; negative is the signal that ended it.
-        output: stdout and stderr interleaved, capped (see :func:`cap_output`).
+        output: stdout and stderr interleaved, its head and tail kept within
+            ``output_cap_bytes``, with a marker saying how many bytes were cut.
         timed_out: the command ran past its timeout and was killed.
         truncated: the output was cut.
     """

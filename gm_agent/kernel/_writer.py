@@ -132,9 +132,8 @@ class WorkspaceWriter:
             return True, f"{change.path} already has exactly this content; nothing changed"
         patch_id = self._clock.new_id()
         if change.before != write.expected_before:  # moved since the tool read it
-            return await self._conflict(
-                patch_id, call_id, [change], cause, expected=write.expected_before
-            )
+            as_read = replace(change, before=write.expected_before)
+            return await self._conflict(patch_id, call_id, [as_read], cause)
         try:
             async with self._lock():
                 return await self._write_locked(change, patch_id, call_id, cause)
@@ -172,15 +171,9 @@ class WorkspaceWriter:
         call_id: str,
         changes: list[PlannedChange],
         cause: str | None,
-        expected: bytes | None = None,
     ) -> tuple[bool, str]:
+        """Record that ``changes`` were not applied: files differ from their ``before`` state."""
         mismatches = await anyio.to_thread.run_sync(check_changes, self._workspace, changes)
-        if expected is not None or not mismatches:
-            planned = [
-                PlannedChange(c.path, c.op, expected, c.after, c.before_mode, c.after_mode)
-                for c in changes
-            ]
-            mismatches = await anyio.to_thread.run_sync(check_changes, self._workspace, planned)
         await self._emit(
             [PatchConflict(patch_id=patch_id, call_id=call_id, mismatches=tuple(mismatches))],
             cause,

@@ -78,13 +78,6 @@ AMBIGUOUS_MESSAGE = (
 EventObserver = Callable[[Event], None]
 """Called with each event right after it is committed (for live output)."""
 
-_SOURCES: dict[str, EventSource] = {
-    "user.message": "user",
-    "model.response": "model",
-    "patch.intent": "patch",
-    "patch.applied": "patch",
-}
-
 
 @dataclass(frozen=True)
 class RunOutcome:
@@ -262,7 +255,7 @@ class Kernel:
             new_event(
                 self._clock,
                 self._state.run_id,
-                source or _SOURCES.get(d.kind, _source(d)),
+                source or _source(d),
                 d,
                 cause,
             )
@@ -540,4 +533,11 @@ def _spec_of(job: JobView) -> JobSpec:
 
 
 def _source(data: AnyEventData) -> EventSource:
-    return "job" if data.kind.startswith("job.") else "kernel"
+    """Who causes an event the kernel commits (ARCHITECTURE.md, "source")."""
+    sources: dict[str, EventSource] = {
+        "user": "user",
+        "model": "model",
+        "job": "job",
+        "patch": "patch",
+    }
+    return sources.get(data.kind.partition(".")[0], "kernel")

@@ -374,4 +374,4 @@ async def test_a_failing_observer_never_stops_the_run(workspace: Path) -> None:
         task, workspace=workspace, environ={}, clock=FakeClock(), observer=observer, heartbeat=False
     )
     assert outcome.status == "succeeded"
-    assert seen == ["run.created", "user.message", "run.status_changed"][: len(seen)]
+    assert seen == ["run.created"]  # the observer failed once and was dropped; the run went on
