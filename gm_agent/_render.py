@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, assert_never
 
 from gm_agent.events import (
+    CheckpointSaved,
     Event,
     JobAmbiguous,
     JobAttemptFailed,
@@ -20,6 +22,7 @@ from gm_agent.events import (
     PatchReverted,
     RunCreated,
     RunFinished,
+    RunForked,
     RunResumed,
     RunStatusChanged,
     ToolCalled,
@@ -27,6 +30,7 @@ from gm_agent.events import (
     UserMessage,
 )
 from gm_agent.journal import RunRow
+from gm_agent.kernel import Comparison, RunSummary, StepView
 
 MAX_SHOWN = 160
 
@@ -63,6 +67,11 @@ def progress_line(event: Event) -> str | None:
             return f"paused: {data.reason or ''}"
         case RunResumed():
             return f"resumed run {event.run_id} (it was {data.status})"
+        case RunForked():
+            return (
+                f"run {event.run_id} · fork of {data.parent_id} at seq {data.fork_seq} "
+                f"· model {data.model} · at most {data.max_steps} steps"
+            )
         case JobAmbiguous():
             return f"  ? {data.message}"
         case JobAttemptFailed():
@@ -113,6 +122,10 @@ def log_line(event: Event) -> str:
             gist = f"{data.job_kind} {data.key}: {data.reason}"
         case RunResumed():
             gist = f"by {data.owner} (was {data.status})"
+        case RunForked():
+            gist = f"from {data.parent_id} at seq {data.fork_seq}, model={data.model}"
+        case CheckpointSaved():
+            gist = f"state after seq {data.upto_seq}, step {data.steps}: {data.state_hash[:16]}"
         case RunFinished():
             gist = f"{data.status}: {data.summary or data.error or ''}"
         case _:
@@ -125,10 +138,94 @@ def run_line(run: RunRow) -> str:
     task = _short(run.task.strip().splitlines()[0] if run.task.strip() else "", 50)
     tokens = run.input_tokens + run.output_tokens
     status = "orphaned" if run.orphaned else run.status
-    return (
+    line = (
         f"{run.run_id}  {status:<10} {run.steps:>5} {tokens:>8}  "
         f"{run.created_at[:19].replace('T', ' ')}  {_short(run.model, 24):<24}  {task}"
     )
+    if run.parent_id is not None:
+        line += f"  ↳ fork of {run.parent_id}@{run.fork_seq}"
+    return line
 
 
 RUNS_HEADER = f"{'RUN':<26}  {'STATUS':<10} {'STEPS':>5} {'TOKENS':>8}  {'CREATED (UTC)':<19}  {'MODEL':<24}  TASK"
+
+
+def timeline(events: Iterable[Event]) -> list[str]:
+    """The run as a timeline for ``gm replay``: steps, tool calls, results, patches, checkpoints."""
+    lines: list[str] = []
+    step = 0
+    for event in events:
+        data = event.data
+        prefix = f"{event.seq:>6}  "
+        match data:
+            case ModelResponse():
+                step += 1
+                text = f"  “{_short(data.text, 100)}”" if data.text.strip() else ""
+                lines.append(f"{prefix}step {step}{text}")
+            case ToolCalled():
+                lines.append(f"{prefix}  → {data.name}({_args(data.args)})")
+            case ToolReturned():
+                lines.append(f"{prefix}    {'✓' if data.ok else '✗'} {_short(data.output, 100)}")
+            case PatchApplied() | PatchReverted() | PatchReapplied():
+                verb = {
+                    "patch.applied": "patch",
+                    "patch.reverted": "reverted",
+                    "patch.reapplied": "re-applied",
+                }[data.kind]
+                files = ", ".join(f"{f.op} {f.path}" for f in data.files) or "(no change)"
+                lines.append(f"{prefix}    {verb}: {files}")
+            case PatchConflict():
+                lines.append(f"{prefix}    conflict: " + ", ".join(m.path for m in data.mismatches))
+            case JobAmbiguous():
+                lines.append(f"{prefix}    ? outcome unknown ({data.job_kind})")
+            case CheckpointSaved():
+                lines.append(
+                    f"{prefix}  ◆ checkpoint after seq {data.upto_seq}: {data.state_hash[:16]}"
+                )
+            case RunForked():
+                lines.append(f"{prefix}fork of {data.parent_id} at seq {data.fork_seq}")
+            case RunResumed():
+                lines.append(f"{prefix}resumed (was {data.status})")
+            case RunFinished():
+                lines.append(
+                    f"{prefix}{data.status}: {_short(data.summary or data.error or '', 100)}"
+                )
+            case _:
+                pass
+    return lines
+
+
+def _step_lines(step: StepView | None) -> list[str]:
+    if step is None:
+        return ["    (no such step: the run had ended)"]
+    lines = [f"    “{_short(step.text, 100)}”"] if step.text.strip() else []
+    for name, args, ok, output in step.calls:
+        mark = "·" if ok is None else "✓" if ok else "✗"
+        lines.append(f"    → {name}({_args(args)})")
+        lines.append(f"      {mark} {_short(output, 100)}")
+    return lines
+
+
+def _side(run: RunSummary) -> str:
+    tokens = f"{run.input_tokens} in + {run.output_tokens} out tokens"
+    return f"{run.run_id}  {run.status:<9} {len(run.steps):>3} steps  {tokens}  {run.model}"
+
+
+def comparison_lines(result: Comparison) -> list[str]:
+    """``gm compare``: both runs, the first differing step side by side, their endings."""
+    a, b = result.a, result.b
+    lines = [f"A  {_side(a)}", f"B  {_side(b)}"]
+    if result.diverged_at is None:
+        lines.append(f"steps: the same {len(a.steps)} steps (moves and results)")
+    else:
+        n = result.diverged_at
+        what = "moves" if result.moves_differ else "tool results"
+        lines.append(f"steps: the same up to step {n - 1}; the {what} differ at step {n}")
+        for label, run in (("A", a), ("B", b)):
+            lines.append(f"  {label} step {n}:")
+            lines += _step_lines(run.steps[n - 1] if n <= len(run.steps) else None)
+        extra_a, extra_b = len(a.steps) - n, len(b.steps) - n
+        lines.append(f"  after it: A took {max(extra_a, 0)} more steps, B {max(extra_b, 0)}")
+    for label, run in (("A", a), ("B", b)):
+        lines.append(f"{label} ended {run.status}: {_short(run.summary or run.error or '', 100)}")
+    return lines

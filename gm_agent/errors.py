@@ -117,7 +117,14 @@ class JournalError(GmAgentError):
 
 
 class JournalCorrupt(JournalError):
-    """The journal file is not a readable gm_agent journal. It is left untouched."""
+    """The journal file is not a readable gm_agent journal. It is left untouched.
+
+    ``seq`` names the event that cannot be read, when one event is the problem.
+    """
+
+    def __init__(self, message: str, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.seq = seq
 
 
 class JournalSchemaTooNew(JournalError):

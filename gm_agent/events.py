@@ -25,6 +25,7 @@ from gm_agent.clock import Clock, format_timestamp
 __all__ = [
     "JOB_OUTPUT_CAP_BYTES",
     "AnyEventData",
+    "CheckpointSaved",
     "Event",
     "EventSource",
     "FileChange",
@@ -43,6 +44,7 @@ __all__ = [
     "PatchReverted",
     "RunCreated",
     "RunFinished",
+    "RunForked",
     "RunResumed",
     "RunStatus",
     "RunStatusChanged",
@@ -358,6 +360,40 @@ class RunResumed(_Frozen):
     status: RunStatus
 
 
+class RunForked(_Frozen):
+    """A run was forked: its history is ``parent_id``'s up to ``fork_seq``, then its own.
+
+    The parent's events are referenced, not copied. The fork keeps the parent's
+    conversation, step count and token usage at that point; its jobs and patches
+    are its own. ``model`` and ``max_steps`` are the fork's. ``force_restore``: the
+    fork's first patch (files back to the fork point) overwrites the user's edits.
+    """
+
+    kind: Literal["run.forked"] = "run.forked"
+    v: int = 1
+    parent_id: str
+    fork_seq: int
+    task: str
+    task_path: str | None = None
+    model: str
+    max_steps: int
+    force_restore: bool = False
+
+
+class CheckpointSaved(_Frozen):
+    """The run's state after event ``upto_seq`` was saved as a checkpoint.
+
+    ``state_hash`` is the hex sha256 of the state's canonical JSON; ``steps`` the
+    step count it holds. Committed in the same transaction as the checkpoint.
+    """
+
+    kind: Literal["checkpoint.saved"] = "checkpoint.saved"
+    v: int = 1
+    upto_seq: int
+    state_hash: str
+    steps: int
+
+
 class RunFinished(_Frozen):
     """A run reached a terminal status, with a summary (success) or an error."""
 
@@ -386,6 +422,8 @@ AnyEventData = Annotated[
     | PatchReverted
     | PatchReapplied
     | RunResumed
+    | RunForked
+    | CheckpointSaved
     | RunFinished,
     Field(discriminator="kind"),
 ]
@@ -455,22 +493,24 @@ def event_from_record(record: dict[str, Any]) -> Event:
     if "kind" in data:  # a job's own kind; see Event.payload
         data["job_kind"] = data.pop("kind")
     data.update(kind=record["kind"], v=record["v"])
-    parsed = _DATA_ADAPTER.validate_python(data)
-    known = type(parsed).model_fields["v"].default
+    event = Event.model_validate(
+        {
+            "seq": record.get("seq"),
+            "id": record["id"],
+            "run_id": record["run_id"],
+            "at": record["at"],
+            "source": record["source"],
+            "causation_id": record.get("causation_id"),
+            "data": data,
+        }
+    )
+    known = type(event.data).model_fields["v"].default
     if record["v"] > known:
         raise ValueError(
             f"event {record['id']!r} is {record['kind']!r} version {record['v']}, "
             f"but this gm_agent reads up to version {known}; upgrade gm_agent"
         )
-    return Event(
-        seq=record.get("seq"),
-        id=record["id"],
-        run_id=record["run_id"],
-        at=record["at"],
-        source=record["source"],
-        causation_id=record.get("causation_id"),
-        data=parsed,
-    )
+    return event
 
 
 def new_event(

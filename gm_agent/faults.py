@@ -10,6 +10,7 @@ away. Points:
 ``job.after_effect``      the effect finished, ``job.result`` is not committed
 ``patch.after_write``     a patch's files are written, ``patch.applied`` is not
 ``tool.before_returned``  a tool call's effect is recorded, ``tool.returned`` is not
+``checkpoint.after_save``  a checkpoint is committed, the loop has not gone on
 ========================  ==================================================
 
 Unset (the default), :func:`crash_point` costs one dictionary lookup.
@@ -24,7 +25,13 @@ from collections import Counter
 __all__ = ["CRASH_POINTS", "crash_point"]
 
 CRASH_POINTS = frozenset(
-    {"job.after_intent", "job.after_effect", "patch.after_write", "tool.before_returned"}
+    {
+        "job.after_intent",
+        "job.after_effect",
+        "patch.after_write",
+        "tool.before_returned",
+        "checkpoint.after_save",
+    }
 )
 
 _reached: Counter[str] = Counter()

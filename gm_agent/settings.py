@@ -9,6 +9,10 @@ A task's front matter and command-line options override these per run (see
     [journal]
     durability = "full"          # full | fast
 
+    [checkpoint]
+    every_steps = 10             # and/or
+    every_s = 60
+
     [providers.openai]
     base_url = "http://127.0.0.1:8080/v1"
 
@@ -27,7 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gm_agent.errors import ConfigError
 
-__all__ = ["JournalSettings", "ProviderSettings", "Settings", "ToolSettings", "load_settings"]
+__all__ = [
+    "CheckpointSettings",
+    "JournalSettings",
+    "ProviderSettings",
+    "Settings",
+    "ToolSettings",
+    "load_settings",
+]
 
 GM_DIR = ".gm"
 JOURNAL_FILE = "journal.db"
@@ -41,6 +52,14 @@ class JournalSettings(_Section):
     """``[journal]``: ``durability`` is ``full`` (synchronous=FULL) or ``fast`` (NORMAL)."""
 
     durability: Literal["full", "fast"] = "full"
+
+
+class CheckpointSettings(_Section):
+    """``[checkpoint]``: save a run's state at a safe point every ``every_steps`` steps
+    or ``every_s`` seconds, whichever comes first (and always on pause and exit)."""
+
+    every_steps: int = Field(default=10, ge=1)
+    every_s: float = Field(default=60.0, gt=0)
 
 
 class ProviderSettings(_Section):
@@ -73,6 +92,7 @@ class Settings(_Section):
     model_timeout_s: float = Field(default=600.0, gt=0)
     """Seconds one model request may take before it is stopped and retried."""
     journal: JournalSettings = JournalSettings()
+    checkpoint: CheckpointSettings = CheckpointSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     tools: ToolSettings = ToolSettings()
 

@@ -40,7 +40,8 @@ def test_run_json_prints_every_committed_event_as_gm_log_does(workspace: Path) -
     logged = gm("log", "last", "--json", cwd=workspace)
     assert logged.returncode == 0
     assert [json.loads(line) for line in logged.stdout.splitlines()] == printed
-    assert printed[-1]["kind"] == "run.finished" and printed[-1]["data"]["status"] == "succeeded"
+    assert [e["kind"] for e in printed[-2:]] == ["run.finished", "checkpoint.saved"]
+    assert printed[-2]["data"]["status"] == "succeeded"
 
 
 def test_exit_code_1_when_the_run_fails(workspace: Path) -> None:

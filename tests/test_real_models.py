@@ -27,8 +27,8 @@ def assert_a_real_run(workspace: Path, printed: list[dict[str, object]]) -> list
     ]
     assert logged == printed
     kinds = [e["kind"] for e in logged]
-    assert kinds[-1] == "run.finished"
-    finished = logged[-1]["data"]
+    assert kinds[-2:] == ["run.finished", "checkpoint.saved"]
+    finished = logged[-2]["data"]
     assert isinstance(finished, dict) and finished["status"] in ("succeeded", "failed")
     called = [e for e in logged if e["kind"] == "tool.called"]
     returned = [e for e in logged if e["kind"] == "tool.returned"]

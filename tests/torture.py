@@ -33,9 +33,9 @@ from typing import Any
 import anyio
 import yaml
 
-from gm_agent.events import Event, JobAmbiguous, JobIntent, JobResult, ToolReturned
+from gm_agent.events import Event, JobAmbiguous, JobIntent, JobResult, RunFinished, ToolReturned
 from gm_agent.journal import Journal
-from gm_agent.kernel import fold
+from gm_agent.kernel import fold, replay_run
 
 
 @dataclass
@@ -84,6 +84,8 @@ def _prepare(workspace: Path, steps: int) -> None:
     workspace.mkdir(parents=True)
     (workspace / "moves.yaml").write_text(yaml.safe_dump(script(steps)))
     (workspace / "task.md").write_text("---\nmodel: scripted:moves.yaml\n---\nDo every step.\n")
+    # Checkpoints often, so kills land around them and resumes start from them.
+    (workspace / "gm.toml").write_text("[checkpoint]\nevery_steps = 2\n")
 
 
 def _run_status(workspace: Path) -> str | None:
@@ -142,10 +144,13 @@ def _audit(workspace: Path, baseline: Path, report: TortureReport) -> None:
         fold(events)  # the journal must replay: no illegal transition, no stale write
     except Exception as exc:
         report.problems.append(f"{where}: the journal does not fold: {exc}")
+    for problem in anyio.run(_replay_problems, workspace):
+        report.problems.append(f"{where}: replay: {problem}")
     if [e.seq for e in events] != list(range(1, len(events) + 1)):
         report.problems.append(f"{where}: seqs have gaps")
-    if events[-1].kind != "run.finished" or events[-1].data.status != "succeeded":  # type: ignore[union-attr]
-        report.problems.append(f"{where}: the run did not succeed: {events[-1].kind}")
+    finished = [e.data for e in events if isinstance(e.data, RunFinished)]
+    if [f.status for f in finished] != ["succeeded"]:
+        report.problems.append(f"{where}: the run did not succeed once: {finished}")
     intents = {
         e.data.job_id: e.data
         for e in events
@@ -187,8 +192,16 @@ def _audit(workspace: Path, baseline: Path, report: TortureReport) -> None:
         for p in workspace.rglob("*")
         if p.is_file() and ".gm" not in p.parts
     )
-    if undo != 0 or left != ["moves.yaml", "task.md"]:
+    if undo != 0 or left != ["gm.toml", "moves.yaml", "task.md"]:
         report.problems.append(f"{where}: after gm undo (exit {undo}) the workspace holds {left}")
+
+
+async def _replay_problems(workspace: Path) -> list[str]:
+    """What `gm replay` finds wrong with the run: digests, fold, checkpoint hashes."""
+    async with await Journal.open(workspace / ".gm" / "journal.db", read_only=True) as journal:
+        (run,) = await journal.list_runs()
+        report = await replay_run(journal, run.run_id)
+    return [f"seq {p.seq}: {p.message}" for p in report.problems]
 
 
 async def _read_journal(workspace: Path) -> list[Event]:

@@ -21,6 +21,7 @@ from gm_agent.events import (
     ModelResponse,
     RunCreated,
     RunFinished,
+    RunForked,
     RunStatusChanged,
 )
 
@@ -37,6 +38,22 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
                 "INSERT INTO runs (run_id, status, task, task_path, model, created_at, "
                 "updated_at, last_seq) VALUES (?, 'created', ?, ?, ?, ?, ?, ?)",
                 (event.run_id, data.task, data.task_path, data.model, event.at, event.at, seq),
+            )
+        case RunForked():
+            await conn.execute(
+                "INSERT INTO runs (run_id, status, task, task_path, model, parent_id, fork_seq, "
+                "created_at, updated_at, last_seq) VALUES (?, 'created', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.run_id,
+                    data.task,
+                    data.task_path,
+                    data.model,
+                    data.parent_id,
+                    data.fork_seq,
+                    event.at,
+                    event.at,
+                    seq,
+                ),
             )
         case RunStatusChanged():
             await conn.execute(

@@ -71,6 +71,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data BLOB NOT NULL
         )""",
     ),
+    # 2: a digest chain sealing each run's events; fork points of forked runs.
+    (
+        "ALTER TABLE events ADD COLUMN digest TEXT",
+        "ALTER TABLE runs ADD COLUMN fork_seq INTEGER",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

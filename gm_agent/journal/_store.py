@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import gc
 import hashlib
 import json
 import logging
@@ -27,6 +28,13 @@ from gm_agent.errors import (
     RunNotFound,
 )
 from gm_agent.events import Event, RunStatus, event_from_record
+from gm_agent.journal._chain import chain_head, event_columns, event_digest, first_broken_link
+from gm_agent.journal._checkpoints import (
+    CheckpointRecord,
+    checkpoint_hashes,
+    insert_checkpoint,
+    latest_checkpoint,
+)
 from gm_agent.journal._leases import owner_alive
 from gm_agent.journal._projections import encode_payload, project, project_last_seqs
 from gm_agent.journal._schema import LATEST_VERSION, MIGRATIONS
@@ -60,6 +68,7 @@ class RunRow(BaseModel):
     task_path: str | None
     model: str
     parent_id: str | None
+    fork_seq: int | None
     created_at: str
     updated_at: str
     last_seq: int
@@ -95,7 +104,23 @@ def _row_to_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
             }
         )
     except (ValueError, json.JSONDecodeError) as exc:
-        raise JournalCorrupt(f"event seq {seq} ({kind!r}) cannot be read: {exc}") from exc
+        raise JournalCorrupt(f"event seq {seq} ({kind!r}) cannot be read: {exc}", seq) from exc
+
+
+def _parse_rows(rows: Iterable[sqlite3.Row]) -> list[Event]:
+    """Parse rows into events, with Python's cycle collector paused.
+
+    Parsing builds many objects and no reference cycles; a full collection
+    halfway through a large read would walk them all again and again (it made a
+    100,000-event read three times slower). Refcounting still frees everything.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return [_row_to_event(row) for row in rows]
+    finally:
+        if paused:
+            gc.enable()
 
 
 class Journal:
@@ -266,6 +291,7 @@ class Journal:
         blobs: Iterable[bytes] = (),
         *,
         lease_owner: str | None = None,
+        checkpoint: CheckpointRecord | None = None,
     ) -> list[Event]:
         """Commit ``events`` (and content ``blobs``) in one transaction.
 
@@ -275,6 +301,8 @@ class Journal:
             lease_owner: when given, the batch is committed only if this owner still
                 holds the lease of every run the events belong to (fencing: a process
                 that lost its lease can never write to the run again).
+            checkpoint: a checkpoint row committed with the events (with its
+                ``checkpoint.saved`` event).
 
         Returns:
             The events as committed, with ``seq`` set, in the same order. An event
@@ -296,12 +324,15 @@ class Journal:
                         "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?, ?, ?)",
                         (hashlib.sha256(blob).hexdigest(), len(blob), blob),
                     )
+                heads = {r: await chain_head(self._conn, r) for r in {e.run_id for e in events}}
                 inserted: list[Event] = []
                 for event in events:
-                    stored, new = await self._insert(event)
+                    stored, new = await self._insert(event, heads)
                     committed.append(stored)
                     if new:
                         inserted.append(stored)
+                if checkpoint is not None:
+                    await insert_checkpoint(self._conn, checkpoint)
                 await project_last_seqs(self._conn, inserted)
         except sqlite3.Error as exc:
             raise translate(self.path, exc) from exc
@@ -319,22 +350,18 @@ class Journal:
             if row is not None and row[0] != owner:
                 raise LeaseLost(f"run {run_id} is now executed by {row[0]}; this process stopped")
 
-    async def _insert(self, event: Event) -> tuple[Event, bool]:
-        """Insert one event; the stored event, and whether it is new (not a repeated id)."""
+    async def _insert(self, event: Event, heads: dict[str, str]) -> tuple[Event, bool]:
+        """Insert one event, chained to ``heads[run_id]`` (moved on when it is new).
+
+        Returns the stored event and whether it is new (not a repeated id).
+        """
+        columns = event_columns(event, encode_payload(event))
+        digest = event_digest(heads[event.run_id], columns)
         row = await fetchone_or_none(
             self._conn,
-            "INSERT INTO events (id, run_id, kind, v, at, source, causation_id, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING seq",
-            (
-                event.id,
-                event.run_id,
-                event.kind,
-                event.v,
-                event.at,
-                event.source,
-                event.causation_id,
-                encode_payload(event),
-            ),
+            "INSERT INTO events (id, run_id, kind, v, at, source, causation_id, data, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING seq",
+            (*columns, digest),
         )
         if row is None:
             existing = await fetchone(
@@ -342,6 +369,7 @@ class Journal:
             )
             return _row_to_event(existing), False
         seq = int(row[0])
+        heads[event.run_id] = digest
         await project(self._conn, event, seq)
         return event.model_copy(update={"seq": seq}), True
 
@@ -368,7 +396,65 @@ class Journal:
             rows = await self._conn.execute_fetchall(sql, params)
         except sqlite3.Error as exc:
             raise translate(self.path, exc) from exc
-        return [_row_to_event(row) for row in rows]
+        return _parse_rows(rows)
+
+    async def read_upto(self, run_id: str, upto_seq: int, after_seq: int = 0) -> list[Event]:
+        """``run_id``'s events with ``after_seq < seq <= upto_seq``, oldest first."""
+        try:
+            rows = await self._conn.execute_fetchall(
+                f"SELECT {_EVENT_COLUMNS} FROM events "
+                "WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                (run_id, after_seq, upto_seq),
+            )
+        except sqlite3.Error as exc:
+            raise translate(self.path, exc) from exc
+        return _parse_rows(rows)
+
+    async def verify_chain(self, run_id: str) -> int | None:
+        """The seq of ``run_id``'s first event changed since it was written, or ``None``.
+
+        Each event carries a sha256 digest chained to the run's previous event
+        (:mod:`gm_agent.journal._chain`), so an edited, removed or inserted event
+        breaks the chain at or right after it.
+        """
+        try:
+            return await first_broken_link(self._conn, run_id)
+        except sqlite3.Error as exc:
+            raise translate(self.path, exc) from exc
+
+    # -- checkpoints ---------------------------------------------------------
+
+    async def latest_checkpoint(
+        self, run_id: str, at_most_seq: int | None = None
+    ) -> CheckpointRecord | None:
+        """``run_id``'s newest checkpoint (at or before ``at_most_seq`` when given)."""
+        try:
+            return await latest_checkpoint(self._conn, run_id, at_most_seq)
+        except sqlite3.Error as exc:
+            raise translate(self.path, exc) from exc
+
+    async def checkpoint_hashes(self, run_id: str) -> dict[int, str]:
+        """``{upto_seq: state_hash}`` of each of ``run_id``'s checkpoints, oldest first."""
+        try:
+            return await checkpoint_hashes(self._conn, run_id)
+        except sqlite3.Error as exc:
+            raise translate(self.path, exc) from exc
+
+    async def get_blobs(self, shas: Iterable[str]) -> dict[str, bytes]:
+        """The blobs stored under ``shas`` that exist, as ``{sha256: content}``."""
+        wanted = sorted(set(shas))
+        found: dict[str, bytes] = {}
+        try:
+            for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                rows = await self._conn.execute_fetchall(
+                    f"SELECT sha256, data FROM blobs WHERE sha256 IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                found.update((str(r[0]), bytes(r[1])) for r in rows)
+        except sqlite3.Error as exc:
+            raise translate(self.path, exc) from exc
+        return found
 
     async def follow(
         self,

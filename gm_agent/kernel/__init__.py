@@ -1,7 +1,13 @@
-"""The kernel: a run's state as a pure fold, the loop that drives it, and task files."""
+"""The kernel: a run's state as a pure fold, the loop that drives it, checkpoints,
+replay, fork and compare, and task files."""
 
 from __future__ import annotations
 
+from gm_agent.kernel._checkpoint import history, load_state
+from gm_agent.kernel._compare import Comparison, RunSummary, StepView, compare_runs
+from gm_agent.kernel._decide import Action, CallTool, EndRun, RequestMove, next_action
+from gm_agent.kernel._fork import fork_run
+from gm_agent.kernel._replay import ReplayProblem, ReplayReport, replay_recorded, replay_run
 from gm_agent.kernel._run import create_run, resumable_runs, resume_run, run_task
 from gm_agent.kernel._undo import FileDiff, UndoReport, redo_run, run_diff, undo_run
 from gm_agent.kernel.context import build_request
@@ -24,24 +30,40 @@ __all__ = [
     "EXIT_CODES",
     "TERMINAL",
     "TRANSITIONS",
+    "Action",
+    "CallTool",
+    "Comparison",
+    "EndRun",
     "EventObserver",
     "FileDiff",
     "JobView",
     "Kernel",
     "PatchView",
+    "ReplayProblem",
+    "ReplayReport",
+    "RequestMove",
     "RunOutcome",
     "RunState",
+    "RunSummary",
+    "StepView",
     "TaskSpec",
     "Turn",
     "UndoReport",
     "build_request",
     "check_transition",
+    "compare_runs",
     "create_run",
     "evolve",
     "fold",
+    "fork_run",
+    "history",
+    "load_state",
     "load_task",
+    "next_action",
     "parse_task",
     "redo_run",
+    "replay_recorded",
+    "replay_run",
     "resumable_runs",
     "resume_run",
     "run_diff",

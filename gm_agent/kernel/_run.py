@@ -11,14 +11,15 @@ from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import UserError
 from gm_agent.events import RunCreated, UserMessage, new_event
 from gm_agent.journal import Journal
+from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome
-from gm_agent.kernel.state import TERMINAL, fold
+from gm_agent.kernel.state import TERMINAL
 from gm_agent.kernel.task import TaskSpec, load_task
 from gm_agent.llm import Model, default_model_name, make_model
 from gm_agent.settings import Settings, load_settings
 from gm_agent.tools import builtin_tools
 
-__all__ = ["create_run", "resumable_runs", "resume_run", "run_task"]
+__all__ = ["create_run", "kernel_for", "open_existing", "resumable_runs", "resume_run", "run_task"]
 
 
 async def create_run(
@@ -112,14 +113,14 @@ async def run_task(
             )
             if on_created is not None:
                 on_created(run_id)
-            kernel = _kernel(journal, llm, settings, clock, environ, observer, heartbeat)
+            kernel = kernel_for(journal, llm, settings, clock, environ, observer, heartbeat)
             kernel.announce(await journal.read(run_id))  # what create_run wrote
             return await kernel.execute(run_id)
     finally:
         await llm.aclose()
 
 
-def _kernel(
+def kernel_for(
     journal: Journal,
     llm: Model,
     settings: Settings,
@@ -128,6 +129,7 @@ def _kernel(
     observer: EventObserver | None,
     heartbeat: bool = True,
 ) -> Kernel:
+    """A kernel over ``journal`` with the built-in tools."""
     return Kernel(
         journal,
         llm,
@@ -137,6 +139,17 @@ def _kernel(
         environ=environ,
         observer=observer,
         heartbeat=heartbeat,
+    )
+
+
+async def open_existing(settings: Settings, clock: Clock) -> Journal:
+    """The workspace's journal for writing; it must exist already.
+
+    Raises:
+        JournalError: there is no journal, or it cannot be used.
+    """
+    return await Journal.open(
+        settings.journal_path, durability=settings.journal.durability, clock=clock, create=False
     )
 
 
@@ -162,11 +175,9 @@ async def resume_run(
     clock = clock or SystemClock()
     workspace = Path(await anyio.Path(workspace).resolve())
     settings = load_settings(workspace, environ)
-    async with await Journal.open(
-        settings.journal_path, durability=settings.journal.durability, clock=clock, create=False
-    ) as journal:
+    async with await open_existing(settings, clock) as journal:
         run_id = await journal.resolve_run(run_ref)
-        state = fold(await journal.read(run_id))
+        state, _ = await load_state(journal, run_id)
         if state.workspace and Path(state.workspace) != workspace:
             raise UserError(
                 f"run {run_id} works in {state.workspace!r}, but this journal is in "
@@ -174,7 +185,9 @@ async def resume_run(
             )
         llm = make_model(state.model, settings, environ, base_dir=workspace)
         try:
-            return await _kernel(journal, llm, settings, clock, environ, observer).execute(run_id)
+            return await kernel_for(journal, llm, settings, clock, environ, observer).execute(
+                run_id
+            )
         finally:
             await llm.aclose()
 

@@ -22,7 +22,9 @@ from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import PatchError, UserError
 from gm_agent.events import FileChange, PatchReapplied, PatchReverted, new_event
 from gm_agent.journal import DEFAULT_LEASE_S, Journal, new_owner
-from gm_agent.kernel.state import PatchView, RunState, fold
+from gm_agent.kernel._checkpoint import load_state
+from gm_agent.kernel._restore import net_changes
+from gm_agent.kernel.state import PatchView, RunState
 from gm_agent.patches import (
     PlannedChange,
     WriterLock,
@@ -73,35 +75,22 @@ async def _open(workspace: Path, environ: Mapping[str, str], read_only: bool = F
 async def run_diff(workspace: Path, run_ref: str, environ: Mapping[str, str]) -> list[FileDiff]:
     """The net change run ``run_ref`` made to the workspace, file by file (reverted patches excluded)."""
     async with await _open(workspace, environ, read_only=True) as journal:
-        state = fold(await journal.read(await journal.resolve_run(run_ref)))
+        state, _ = await load_state(journal, await journal.resolve_run(run_ref))
         applied = [p for p in state.patches if p.status == "applied"]
         blobs = await _blobs(journal, applied)
-    first: dict[str, tuple[bytes | None, int | None]] = {}
-    last: dict[str, tuple[bytes | None, int | None]] = {}
-    for patch in applied:
-        for change in _changes(patch, blobs):
-            if change.op == "rename":  # a move is a delete here and a create there
-                first.setdefault(change.source_path, (change.before, change.before_mode))
-                last[change.source_path] = (None, None)
-                first.setdefault(change.path, (None, None))
-            else:
-                first.setdefault(change.path, (change.before, change.before_mode))
-            last[change.path] = (change.after, change.after_mode)
+    changes = [change for patch in applied for change in _changes(patch, blobs)]
     diffs: list[FileDiff] = []
-    for path in sorted(first):
-        (before, before_mode), (after, after_mode) = first[path], last[path]
-        if (before, before_mode) == (after, after_mode):
-            continue
+    for net in sorted(net_changes(changes), key=lambda c: c.path):
         text = render_diff(
-            path if before is not None else None,
-            path if after is not None else None,
-            before,
-            after,
-            before_mode,
-            after_mode,
+            net.path if net.before is not None else None,
+            net.path if net.after is not None else None,
+            net.before,
+            net.after,
+            net.before_mode,
+            net.after_mode,
         )
         added, removed = count_lines(text)
-        diffs.append(FileDiff(path, text, added, removed))
+        diffs.append(FileDiff(net.path, text, added, removed))
     return diffs
 
 
@@ -130,7 +119,7 @@ async def _held_run(
         owner = new_owner(clock.new_id())
         await journal.acquire_lease(run_id, owner, DEFAULT_LEASE_S * 6)
         try:
-            state = fold(await journal.read(run_id))
+            state, _ = await load_state(journal, run_id)
             _require_settled(state)
             async with WriterLock(workspace / GM_DIR / "writer.lock", owner, clock):
                 yield _HeldRun(journal, run_id, state, owner)

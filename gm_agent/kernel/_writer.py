@@ -183,6 +183,33 @@ class WorkspaceWriter:
         names = ", ".join(repr(m.path) for m in mismatches)
         return False, f"{names} changed on disk since it was read; read it again"
 
+    async def restore(self, changes: Sequence[PlannedChange], force: bool) -> tuple[bool, str]:
+        """Apply ``changes`` as one patch of no tool call (a fork's restore); ``(ok, message)``.
+
+        Without ``force`` a file not in its ``before`` state is a ``patch.conflict``.
+        """
+        patch_id = self._clock.new_id()
+        files = tuple(change.describe() for change in changes)
+        blobs = [b for c in changes for b in (c.before, c.after) if b is not None]
+        async with self._lock():
+            mismatches = await anyio.to_thread.run_sync(check_changes, self._workspace, changes)
+            if mismatches and not force:
+                await self._emit(
+                    [PatchConflict(patch_id=patch_id, mismatches=tuple(mismatches))], None, (), None
+                )
+                names = ", ".join(repr(m.path) for m in mismatches)
+                return (
+                    False,
+                    f"{names} changed since the parent run changed them; fork with --force",
+                )
+            await self._emit([PatchIntent(patch_id=patch_id, files=files)], None, blobs, None)
+            await anyio.to_thread.run_sync(
+                lambda: apply_changes(self._workspace, changes, force=force)
+            )
+            crash_point("patch.after_write")
+            await self._emit([PatchApplied(patch_id=patch_id, files=files)], None, (), None)
+        return True, _describe(files)
+
     async def complete(
         self, patch_id: str, files: Sequence[FileChange], call_id: str | None, cause: str | None
     ) -> tuple[bool, str]:

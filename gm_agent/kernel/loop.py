@@ -3,18 +3,21 @@
 ::
 
     take the run's lease (renewed by a heartbeat)
-    state = fold(journal events of the run)
+    state = latest checkpoint + fold(the events after it)
     loop:
         if the latest move has tool calls without results: carry out the next one
             (a call cut off by a crash is reconciled: recorded results are served,
             idempotent jobs re-run under the same key, others become job.ambiguous)
-        else: check the step budget, then ask the model for a move (a job)
+        else: at this safe point, checkpoint every N steps or T seconds;
+            check the step budget, then ask the model for a move (a job)
     until the model finishes, the budget stops it, or the user interrupts
+    checkpoint on the way out
 
-The loop decides every next action from the folded state alone, so a fresh run
-and a run resumed after a crash go through the same code. Every event is checked
-by ``evolve`` before it is appended, so an illegal transition never reaches the
-journal.
+The loop decides every next action from the folded state alone
+(:func:`~gm_agent.kernel._decide.next_action`), so a fresh run, a run resumed
+after a crash and ``gm replay --recorded`` go through the same code. Every event
+is checked by ``evolve`` before it is appended, so an illegal transition never
+reaches the journal.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from gm_agent.clock import Clock
 from gm_agent.errors import GmAgentError, JournalError, LeaseLost, ToolError, UserError
 from gm_agent.events import (
     AnyEventData,
+    CheckpointSaved,
     Event,
     EventSource,
     ModelResponse,
     RunFinished,
+    RunForked,
     RunResumed,
     RunStatus,
     RunStatusChanged,
@@ -45,8 +50,18 @@ from gm_agent.events import (
     new_event,
 )
 from gm_agent.faults import crash_point
-from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, args_digest, idempotency_key
-from gm_agent.journal import DEFAULT_LEASE_S, Journal, new_owner
+from gm_agent.jobs import JobOutcome, JobRunner, JobSpec
+from gm_agent.journal import DEFAULT_LEASE_S, CheckpointRecord, Journal, new_owner
+from gm_agent.kernel._checkpoint import encode_state, load_state
+from gm_agent.kernel._decide import (
+    CallTool,
+    EndRun,
+    RequestMove,
+    model_job_key,
+    next_action,
+    shell_job_key,
+)
+from gm_agent.kernel._restore import plan_restore
 from gm_agent.kernel._writer import WorkspaceWriter
 from gm_agent.kernel.context import build_request
 from gm_agent.kernel.state import JobView, PatchView, RunState, evolve, fold
@@ -136,6 +151,8 @@ class Kernel:
         self._owner = new_owner(clock.new_id())
         self._lease_lost = False
         self._state = RunState()
+        self._stored_nodes: set[str] = set()
+        self._checkpointed = (0, 0.0)  # (step, monotonic seconds) of the last checkpoint
         self._tools: dict[str, Tool] = {}
         self._workspace_writer: WorkspaceWriter | None = None
 
@@ -205,11 +222,14 @@ class Kernel:
                 log.warning("could not renew the lease of run %s (%s); retrying", run_id, exc)
 
     async def _drive(self, run_id: str) -> RunOutcome:
-        self._state = fold(await self._journal.read(run_id))
+        self._state, self._stored_nodes = await load_state(self._journal, run_id)
+        self._checkpointed = (self._state.step, self._clock.monotonic())
         if self._state.status in ("succeeded", "failed", "cancelled"):
             raise UserError(f"run {run_id} already {self._state.status}; nothing to resume")
         self._tools = {t.name: t for t in self._registry.select(self._state.tools)}
         try:
+            if self._state.status == "created" and self._state.parent_id is not None:
+                await self._restore_fork()
             if self._state.status == "created":
                 await self._set_status("running")
             else:
@@ -218,6 +238,7 @@ class Kernel:
                     await self._set_status("running", "resumed")
             while self._state.status == "running":
                 await self._advance()
+            await self._checkpoint()
         except anyio.get_cancelled_exc_class():
             await self._stop("interrupted by the user")
             raise
@@ -226,15 +247,43 @@ class Kernel:
             raise
         return RunOutcome(run_id, self._state.status, self._state.summary, self._state.error)
 
+    async def _restore_fork(self) -> None:
+        """A fork's first act: files back to the fork point, as its first patch.
+
+        After a crash, a restore cut off is finished; one already applied is kept.
+        """
+        state = self._state
+        assert state.parent_id is not None and state.fork_seq is not None
+        started = [p for p in state.patches if p.status == "intent"]
+        if started:
+            ok, output = await self._writer().complete(
+                started[0].patch_id, started[0].files, None, None
+            )
+        elif not state.patches:
+            changes = await plan_restore(self._journal, state.parent_id, state.fork_seq)
+            if not changes:
+                return
+            events = await self._journal.read_upto(state.run_id, state.last_seq)
+            forked = events[0].data
+            assert isinstance(forked, RunForked)
+            ok, output = await self._writer().restore(changes, forked.force_restore)
+        else:
+            return
+        if not ok:
+            await self._finish("failed", error=f"cannot restore the fork point: {output}")
+
     async def _stop(self, reason: str) -> None:
         """Record ``paused`` after an interruption, from what the journal really holds."""
         if self._lease_lost:
             return
         with anyio.CancelScope(shield=True):
             try:
-                self._state = fold(await self._journal.read(self._state.run_id))
+                self._state, self._stored_nodes = await load_state(
+                    self._journal, self._state.run_id
+                )
                 if self._state.status == "running":
                     await self._set_status("paused", reason)
+                    await self._checkpoint()
             except GmAgentError as exc:
                 log.warning("could not record the stop of run %s: %s", self._state.run_id, exc)
 
@@ -246,10 +295,12 @@ class Kernel:
         cause: str | None = None,
         blobs: Iterable[bytes] = (),
         source: EventSource | None = None,
+        checkpoint: CheckpointRecord | None = None,
     ) -> list[Event]:
         """Check ``datas`` against the state (evolve), commit them, then fold them in.
 
-        ``source`` overrides each event's usual source (a shell command's patch is ``job``'s).
+        ``source`` overrides each event's usual source (a shell command's patch is
+        ``job``'s); ``checkpoint`` is committed in the same transaction.
         """
         events = [
             new_event(
@@ -262,7 +313,9 @@ class Kernel:
             for d in datas
         ]
         fold(events, self._state)  # raises IllegalTransition before anything is written
-        committed = await self._journal.append(events, blobs, lease_owner=self._owner)
+        committed = await self._journal.append(
+            events, blobs, lease_owner=self._owner, checkpoint=checkpoint
+        )
         for event in committed:
             self._state = evolve(self._state, event)
             self._notify(event)
@@ -330,28 +383,47 @@ class Kernel:
 
     async def _advance(self) -> None:
         """Take the next action the state calls for."""
-        pending = self._state.pending_calls()
-        if pending:
-            index, call = pending[0]
-            await self._call_tool(call, index)
-            return
-        last = self._state.conversation[-1] if self._state.conversation else None
-        if last is not None and last.role == "assistant":  # a move without tool calls ends the run
-            if last.text.strip():
-                await self._finish("succeeded", summary=last.text.strip())
-            else:
-                await self._finish(
-                    "failed", error="the model returned an empty reply (no text, no tool call)"
-                )
-            return
-        if self._state.step >= self._state.max_steps:
-            await self._finish(
-                "failed",
-                error=f"the run reached max_steps={self._state.max_steps} without finishing; "
-                "raise it with --max-steps or `max_steps:` in the task",
-            )
-            return
-        await self._request_move()
+        match next_action(self._state):
+            case CallTool(index, call):
+                await self._call_tool(call, index)
+            case EndRun(status, summary, error):
+                await self._finish(status, summary=summary, error=error)
+            case RequestMove():
+                if self._checkpoint_due():
+                    await self._checkpoint()
+                await self._request_move()
+
+    # -- checkpoints -----------------------------------------------------------
+
+    def _checkpoint_due(self) -> bool:
+        every = self._settings.checkpoint
+        step, at = self._checkpointed
+        return (
+            self._state.step - step >= every.every_steps
+            or self._clock.monotonic() - at >= every.every_s
+        )
+
+    async def _checkpoint(self) -> None:
+        """Save the state as a checkpoint, with its ``checkpoint.saved``, if at a safe point."""
+        state = self._state
+        if (
+            state.open_calls
+            or state.open_jobs()
+            or any(p.status == "intent" for p in state.patches)
+        ):
+            return  # not a safe point: something is in flight
+        encoded = encode_state(state, self._stored_nodes)
+        saved = CheckpointSaved(
+            upto_seq=state.last_seq, state_hash=encoded.state_hash, steps=state.step
+        )
+        await self._emit(
+            [saved],
+            blobs=encoded.nodes.values(),
+            checkpoint=encoded.record(state.run_id, state.last_seq),
+        )
+        self._stored_nodes.update(encoded.nodes)
+        self._checkpointed = (state.step, self._clock.monotonic())
+        crash_point("checkpoint.after_save")
 
     async def _request_move(self) -> ModelResponse | None:
         """Run the model request as an idempotent job; its response, or None on failure."""
@@ -362,9 +434,7 @@ class Kernel:
             if open_model  # cut off by a crash: same job, same key
             else JobSpec(
                 job_id=self._clock.new_id(),
-                key=idempotency_key(
-                    self._state.run_id, step, 0, args_digest({"model": self._model.name})
-                ),
+                key=model_job_key(self._state.run_id, step, self._model.name),
                 kind="model",
                 args={"model": self._model.name, "step": step},
                 idempotent=True,
@@ -503,10 +573,9 @@ class Kernel:
         self, command: ShellCommand, call: ToolCallData, index: int, cause: str | None
     ) -> tuple[bool, str]:
         """Run a shell command as a (non-idempotent) job; ``(ok, text for the model)``."""
-        args: dict[str, object] = {"command": command.command, "timeout_s": command.timeout_s}
         spec = JobSpec(
             job_id=self._clock.new_id(),
-            key=idempotency_key(self._state.run_id, self._state.step, index, args_digest(args)),
+            key=shell_job_key(self._state.run_id, self._state.step, index, command),
             kind="shell",
             args={"command": command.command, "timeout_s": command.timeout_s},
             idempotent=False,

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import Literal, assert_never
+from typing import Any, Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from gm_agent.errors import IllegalTransition
 from gm_agent.events import (
+    CheckpointSaved,
     Event,
     FileChange,
     JobAmbiguous,
@@ -31,6 +32,7 @@ from gm_agent.events import (
     PatchReverted,
     RunCreated,
     RunFinished,
+    RunForked,
     RunResumed,
     RunStatus,
     RunStatusChanged,
@@ -140,6 +142,8 @@ class RunState(BaseModel):
         changed_files: workspace paths changed by applied patches, first change first.
         last_response_id: the event id of the latest ``model.response``.
         resumes: how many times a process took the run over after a stop.
+        parent_id: the run this one was forked from, if it is a fork.
+        fork_seq: the parent's last event this fork's history includes.
         last_seq: the seq of the last event folded in.
     """
 
@@ -164,6 +168,8 @@ class RunState(BaseModel):
     error: str | None = None
     last_response_id: str | None = None
     resumes: int = 0
+    parent_id: str | None = None
+    fork_seq: int | None = None
     last_seq: int = 0
 
     def open_jobs(self) -> list[JobView]:
@@ -205,142 +211,218 @@ class RunState(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
-def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
-    return tuple(i for i in items if i != item)
+class _Draft:
+    """A mutable working copy of a :class:`RunState`, so a fold is linear in its events.
 
+    :func:`evolve` and :func:`fold` share this one implementation of the rules:
+    ``evolve`` drafts one event, ``fold`` drafts them all and freezes once.
+    """
 
-def _put_patch(state: RunState, patch: PatchView) -> tuple[PatchView, ...]:
-    if any(p.patch_id == patch.patch_id for p in state.patches):
-        return tuple(patch if p.patch_id == patch.patch_id else p for p in state.patches)
-    return (*state.patches, patch)
+    def __init__(self, state: RunState) -> None:
+        self.base = state
+        self.scalars: dict[str, object] = {}
+        self.status: RunStatus = state.status
+        self.step = state.step
+        self.usage = state.usage
+        self.resumes = state.resumes
+        self.conversation = list(state.conversation)
+        self.open_calls = list(state.open_calls)
+        self.jobs = list(state.jobs)
+        self.patches = list(state.patches)
+        self.changed_files = dict.fromkeys(state.changed_files)
+        self.job_at = {job.job_id: i for i, job in enumerate(self.jobs)}
+        self.patch_at = {patch.patch_id: i for i, patch in enumerate(self.patches)}
 
+    def freeze(self) -> RunState:
+        # Every value comes from a validated state or event: no need to validate again.
+        values: dict[str, Any] = {
+            **self.base.__dict__,
+            **self.scalars,
+            "status": self.status,
+            "step": self.step,
+            "usage": self.usage,
+            "resumes": self.resumes,
+            "conversation": tuple(self.conversation),
+            "open_calls": tuple(self.open_calls),
+            "jobs": tuple(self.jobs),
+            "patches": tuple(self.patches),
+            "changed_files": tuple(self.changed_files),
+        }
+        return RunState.model_construct(**values)
 
-def _update_patch(state: RunState, patch_id: str, **changes: object) -> tuple[PatchView, ...]:
-    return tuple(
-        p.model_copy(update=changes) if p.patch_id == patch_id else p for p in state.patches
-    )
+    def update_job(self, job_id: str, **changes: object) -> None:
+        at = self.job_at.get(job_id)
+        if at is not None:
+            self.jobs[at] = self.jobs[at].model_copy(update=changes)
 
+    def put_patch(self, patch: PatchView) -> None:
+        at = self.patch_at.get(patch.patch_id)
+        if at is None:
+            self.patch_at[patch.patch_id] = len(self.patches)
+            self.patches.append(patch)
+        else:
+            self.patches[at] = patch
 
-def _update_job(state: RunState, job_id: str, **changes: object) -> tuple[JobView, ...]:
-    return tuple(
-        job.model_copy(update=changes) if job.job_id == job_id else job for job in state.jobs
-    )
+    def update_patch(self, patch_id: str, **changes: object) -> None:
+        at = self.patch_at.get(patch_id)
+        if at is not None:
+            self.patches[at] = self.patches[at].model_copy(update=changes)
+
+    def apply(self, event: Event) -> None:
+        """Apply ``event``; raise :class:`IllegalTransition` on an illegal status move."""
+        data = event.data
+        if event.seq is not None:
+            self.scalars["last_seq"] = event.seq
+        match data:
+            case RunCreated():
+                self.status = "created"
+                self.scalars.update(
+                    run_id=event.run_id,
+                    task=data.task,
+                    model=data.model,
+                    max_steps=data.max_steps,
+                    tools=data.tools,
+                    instructions=data.instructions,
+                    workspace=data.workspace,
+                )
+            case RunStatusChanged():
+                if data.from_ != self.status:
+                    raise IllegalTransition(
+                        f"event seq {event.seq} moves the run from {data.from_!r}, "
+                        f"but it is {self.status!r}"
+                    )
+                check_transition(data.from_, data.to)
+                self.status = data.to
+            case UserMessage():
+                self.conversation.append(Turn(role="user", text=data.text))
+            case ModelResponse():
+                turn = Turn(role="assistant", text=data.text, tool_calls=data.tool_calls)
+                self.conversation.append(turn)
+                self.step += 1
+                self.scalars["last_response_id"] = event.id
+                self.usage = TokenUsage(
+                    input_tokens=self.usage.input_tokens + data.usage.input_tokens,
+                    output_tokens=self.usage.output_tokens + data.usage.output_tokens,
+                )
+            case ToolCalled():
+                self.open_calls.append(data.call_id)
+            case ToolReturned():
+                if data.call_id in self.open_calls:
+                    self.open_calls.remove(data.call_id)
+                self.conversation.append(
+                    Turn(
+                        role="tool",
+                        text=data.output,
+                        call_id=data.call_id,
+                        name=data.name,
+                        ok=data.ok,
+                    )
+                )
+            case JobIntent():
+                self.job_at[data.job_id] = len(self.jobs)
+                self.jobs.append(
+                    JobView(
+                        job_id=data.job_id,
+                        key=data.key,
+                        job_kind=data.job_kind,
+                        idempotent=data.idempotent,
+                        call_id=data.call_id,
+                        args=data.args,
+                        before_snapshot=data.before_snapshot,
+                    )
+                )
+            case JobResult():
+                status = "succeeded" if data.ok else "failed"
+                self.update_job(data.job_id, status=status, result=data)
+            case JobAmbiguous():
+                self.update_job(data.job_id, status="ambiguous")
+            case JobCancelled():
+                self.update_job(data.job_id, status="cancelled")
+            case JobAttemptFailed():
+                pass
+            case PatchIntent():
+                self.put_patch(
+                    PatchView(patch_id=data.patch_id, call_id=data.call_id, files=data.files)
+                )
+            case PatchApplied():
+                seq = event.seq or 0
+                self.put_patch(
+                    PatchView(
+                        patch_id=data.patch_id,
+                        call_id=data.call_id,
+                        files=data.files,
+                        status="applied",
+                        applied_seq=seq,
+                        seq=seq,
+                    )
+                )
+                for change in data.files:
+                    self.changed_files.setdefault(change.path)
+            case PatchConflict():
+                self.put_patch(
+                    PatchView(
+                        patch_id=data.patch_id, call_id=data.call_id, files=(), status="conflict"
+                    )
+                )
+            case PatchReverted():
+                self.update_patch(
+                    data.patch_id, status="reverted", seq=event.seq or 0, undo_id=data.undo_id
+                )
+            case PatchReapplied():
+                self.update_patch(data.patch_id, status="applied", seq=event.seq or 0, undo_id=None)
+            case RunResumed():
+                self.resumes += 1
+            case RunForked():  # the parent's history so far is folded in already
+                self.status = "created"
+                self.resumes = 0
+                self.open_calls.clear()
+                self.jobs.clear()
+                self.patches.clear()
+                self.changed_files.clear()
+                self.job_at.clear()
+                self.patch_at.clear()
+                self.scalars.update(
+                    run_id=event.run_id,
+                    model=data.model,
+                    max_steps=data.max_steps,
+                    parent_id=data.parent_id,
+                    fork_seq=data.fork_seq,
+                    summary=None,
+                    error=None,
+                )
+            case CheckpointSaved():
+                pass
+            case RunFinished():
+                if self.status != data.status:
+                    raise IllegalTransition(
+                        f"event seq {event.seq} finishes the run as {data.status!r}, "
+                        f"but it is {self.status!r}"
+                    )
+                self.scalars.update(summary=data.summary, error=data.error)
+            case _:
+                assert_never(data)
 
 
 def evolve(state: RunState, event: Event) -> RunState:
-    """The state after ``event``. Pure.
+    """The state after ``event``. Pure: no I/O, no clock, no model.
 
     Raises:
         IllegalTransition: the event moves the run's status illegally.
     """
-    data = event.data
-    update: dict[str, object] = {"last_seq": event.seq if event.seq is not None else state.last_seq}
-    match data:
-        case RunCreated():
-            update.update(
-                run_id=event.run_id,
-                status="created",
-                task=data.task,
-                model=data.model,
-                max_steps=data.max_steps,
-                tools=data.tools,
-                instructions=data.instructions,
-                workspace=data.workspace,
-            )
-        case RunStatusChanged():
-            if data.from_ != state.status:
-                raise IllegalTransition(
-                    f"event seq {event.seq} moves the run from {data.from_!r}, but it is {state.status!r}"
-                )
-            check_transition(state.status, data.to)
-            update["status"] = data.to
-        case UserMessage():
-            update["conversation"] = (*state.conversation, Turn(role="user", text=data.text))
-        case ModelResponse():
-            turn = Turn(role="assistant", text=data.text, tool_calls=data.tool_calls)
-            update.update(
-                step=state.step + 1,
-                last_response_id=event.id,
-                conversation=(*state.conversation, turn),
-                usage=TokenUsage(
-                    input_tokens=state.usage.input_tokens + data.usage.input_tokens,
-                    output_tokens=state.usage.output_tokens + data.usage.output_tokens,
-                ),
-            )
-        case ToolCalled():
-            update["open_calls"] = (*state.open_calls, data.call_id)
-        case ToolReturned():
-            turn = Turn(
-                role="tool", text=data.output, call_id=data.call_id, name=data.name, ok=data.ok
-            )
-            update.update(
-                open_calls=_without(state.open_calls, data.call_id),
-                conversation=(*state.conversation, turn),
-            )
-        case JobIntent():
-            job = JobView(
-                job_id=data.job_id,
-                key=data.key,
-                job_kind=data.job_kind,
-                idempotent=data.idempotent,
-                call_id=data.call_id,
-                args=data.args,
-                before_snapshot=data.before_snapshot,
-            )
-            update["jobs"] = (*state.jobs, job)
-        case JobResult():
-            status = "succeeded" if data.ok else "failed"
-            update["jobs"] = _update_job(state, data.job_id, status=status, result=data)
-        case JobAmbiguous():
-            update["jobs"] = _update_job(state, data.job_id, status="ambiguous")
-        case JobCancelled():
-            update["jobs"] = _update_job(state, data.job_id, status="cancelled")
-        case JobAttemptFailed():
-            pass
-        case PatchIntent():
-            patch = PatchView(patch_id=data.patch_id, call_id=data.call_id, files=data.files)
-            update["patches"] = (*state.patches, patch)
-        case PatchApplied():
-            applied = PatchView(
-                patch_id=data.patch_id,
-                call_id=data.call_id,
-                files=data.files,
-                status="applied",
-                applied_seq=event.seq or 0,
-                seq=event.seq or 0,
-            )
-            update["patches"] = _put_patch(state, applied)
-            new = [f.path for f in data.files if f.path not in state.changed_files]
-            update["changed_files"] = (*state.changed_files, *dict.fromkeys(new))
-        case PatchConflict():
-            conflict = PatchView(
-                patch_id=data.patch_id, call_id=data.call_id, files=(), status="conflict"
-            )
-            update["patches"] = _put_patch(state, conflict)
-        case PatchReverted():
-            update["patches"] = _update_patch(
-                state, data.patch_id, status="reverted", seq=event.seq or 0, undo_id=data.undo_id
-            )
-        case PatchReapplied():
-            update["patches"] = _update_patch(
-                state, data.patch_id, status="applied", seq=event.seq or 0, undo_id=None
-            )
-        case RunResumed():
-            update["resumes"] = state.resumes + 1
-        case RunFinished():
-            if state.status != data.status:
-                raise IllegalTransition(
-                    f"event seq {event.seq} finishes the run as {data.status!r}, but it is {state.status!r}"
-                )
-            update.update(summary=data.summary, error=data.error)
-        case _:
-            assert_never(data)
-    return state.model_copy(update=update)
+    draft = _Draft(state)
+    draft.apply(event)
+    return draft.freeze()
 
 
 def fold(events: Iterable[Event], state: RunState | None = None) -> RunState:
-    """Fold ``events`` into ``state`` (a fresh :class:`RunState` by default)."""
-    current = state or RunState()
+    """Fold ``events`` into ``state`` (a fresh :class:`RunState` by default).
+
+    Equal to applying :func:`evolve` event by event, in time linear in the events.
+
+    Raises:
+        IllegalTransition: an event moves the run's status illegally.
+    """
+    draft = _Draft(state or RunState())
     for event in events:
-        current = evolve(current, event)
-    return current
+        draft.apply(event)
+    return draft.freeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from gm_agent.events import (
     UserMessage,
     new_event,
 )
-from gm_agent.journal import LATEST_VERSION, Journal
+from gm_agent.journal import LATEST_VERSION, CheckpointRecord, Journal
 
 pytestmark = pytest.mark.anyio
 
@@ -295,3 +296,39 @@ async def test_a_repeated_event_id_never_moves_the_runs_last_seq_back(
     await journal.append([created(clock), first, message(clock, "second")])
     await journal.append([first])
     assert (await journal.get_run("RUN1")).last_seq == 3
+
+
+async def test_each_event_is_sealed_by_a_digest_chained_to_its_runs_previous_event(
+    journal: Journal, clock: FakeClock
+) -> None:
+    await journal.append([created(clock, "RUN1"), created(clock, "RUN2")])
+    for n in range(3):  # two runs, interleaved: each has its own chain
+        await journal.append([message(clock, f"a{n}", "RUN1"), message(clock, f"b{n}", "RUN2")])
+    assert await journal.verify_chain("RUN1") is None
+    assert await journal.verify_chain("RUN2") is None
+    with sqlite3.connect(journal.path) as conn:
+        conn.execute("DROP TRIGGER events_no_update")
+        conn.execute("DROP TRIGGER events_no_delete")
+        conn.execute('UPDATE events SET data = \'{"text":"forged"}\' WHERE seq = 5')
+        conn.execute("DELETE FROM events WHERE seq = 4")  # RUN2's second event
+    assert await journal.verify_chain("RUN1") == 5  # the changed event itself
+    assert await journal.verify_chain("RUN2") == 6  # the event after the removed one
+
+
+async def test_a_checkpoint_row_commits_with_its_events_and_the_newest_is_found(
+    journal: Journal, clock: FakeClock
+) -> None:
+    (first,) = await journal.append([created(clock)])
+    assert await journal.latest_checkpoint("RUN1") is None
+    for upto in (1, 2, 3):
+        record = CheckpointRecord(run_id="RUN1", upto_seq=upto, state=f"s{upto}", state_hash="h")
+        await journal.append([message(clock, f"m{upto}")], [b"node"], checkpoint=record)
+    assert (await journal.latest_checkpoint("RUN1")).upto_seq == 3  # type: ignore[union-attr]
+    assert (await journal.latest_checkpoint("RUN1", at_most_seq=2)).state == "s2"  # type: ignore[union-attr]
+    assert await journal.checkpoint_hashes("RUN1") == {1: "h", 2: "h", 3: "h"}
+    node = hashlib.sha256(b"node").hexdigest()
+    assert await journal.get_blobs(["missing", node]) == {node: b"node"}
+    with pytest.raises(JournalError):  # a refused batch leaves no checkpoint behind
+        bad = CheckpointRecord(run_id="RUN1", upto_seq=9, state="s9", state_hash="h")
+        await journal.append([first], checkpoint=bad, lease_owner="nobody")
+    assert 9 not in await journal.checkpoint_hashes("RUN1")

@@ -15,7 +15,7 @@ from gm_agent.clock import FakeClock
 from gm_agent.errors import UserError
 from gm_agent.events import Event, PatchApplied, RunStatusChanged, ToolCallData, ToolReturned
 from gm_agent.journal import Journal
-from gm_agent.kernel import Kernel, RunOutcome, create_run, parse_task, run_task
+from gm_agent.kernel import Kernel, RunOutcome, create_run, parse_task, replay_run, run_task
 from gm_agent.llm import FunctionModel, ModelRequest, Move
 from gm_agent.settings import load_settings
 from gm_agent.tools import builtin_tools
@@ -42,6 +42,8 @@ async def run_script(
         heartbeat=False,  # a fake clock's sleeps return at once: the heartbeat would spin
     )
     async with await Journal.open(workspace / ".gm" / "journal.db") as journal:
+        replayed = await replay_run(journal, outcome.run_id)
+        assert replayed.ok, replayed.problems  # every run folds again to its recorded hashes
         return outcome, await journal.read(outcome.run_id)
 
 
@@ -93,6 +95,7 @@ async def test_a_scripted_run_journals_exactly_this_sequence(workspace: Path) ->
         "tool.returned",
         "run.status_changed",
         "run.finished",
+        "checkpoint.saved",  # on exit: the final state, for replay, fork and compare
     ]
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert (workspace / "hello.txt").read_bytes() == b"hello\n"
@@ -311,8 +314,13 @@ async def test_interrupting_a_run_pauses_it_and_keeps_what_was_journaled(
             await started.wait()
             tg.cancel_scope.cancel()
         events = await journal.read(run_id)
-    assert kinds(events)[-3:] == ["job.intent", "job.cancelled", "run.status_changed"]
-    last = events[-1].data
+    assert kinds(events)[-4:] == [
+        "job.intent",
+        "job.cancelled",
+        "run.status_changed",
+        "checkpoint.saved",
+    ]
+    last = events[-2].data
     assert isinstance(last, RunStatusChanged)
     assert (last.from_, last.to, last.reason) == ("running", "paused", "interrupted by the user")
     assert (await journal_status(workspace, run_id)) == "paused"

@@ -237,3 +237,18 @@ def test_a_run_is_resumed_only_where_it_was_created(workspace: Path, tmp_path: P
     moved = workspace.rename(tmp_path / "moved")
     refused = gm("resume", "last", cwd=moved)
     assert refused.returncode == 2 and "was the project moved?" in refused.stderr
+
+
+def test_a_crash_right_after_a_checkpoint_resumes_from_it_and_repeats_nothing(
+    workspace: Path,
+) -> None:
+    (workspace / "gm.toml").write_text("[checkpoint]\nevery_steps = 1\n")
+    moves = [LEDGER_STEP, WRITE_STEP, FINISH]
+    # Checkpoint 1 is saved before step 2, checkpoint 2 before step 3: die right after it.
+    resumed, events = crash_then_resume(workspace, moves, "checkpoint.after_save:2")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    saved = of_kind(events, "checkpoint.saved")
+    assert [s["steps"] for s in saved] == [1, 2, 3]  # the two before the crash, then on exit
+    assert (workspace / "ledger.txt").read_text() == "one\n"  # not run again
+    assert len(of_kind(events, "patch.applied")) == 2  # the ledger, and out.txt once
+    assert gm("replay", "last", "-q", cwd=workspace).returncode == 0

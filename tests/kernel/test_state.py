@@ -8,13 +8,17 @@ from gm_agent.clock import FakeClock
 from gm_agent.errors import IllegalTransition
 from gm_agent.events import (
     AnyEventData,
+    CheckpointSaved,
     FileChange,
+    JobAmbiguous,
     JobIntent,
     JobResult,
     ModelResponse,
     PatchApplied,
+    PatchReverted,
     RunCreated,
     RunFinished,
+    RunForked,
     RunStatus,
     RunStatusChanged,
     TokenUsage,
@@ -210,3 +214,64 @@ def test_evolve_does_not_touch_its_input() -> None:
     empty = RunState()
     evolve(empty, event)
     assert empty == RunState()
+
+
+MIXED: list[AnyEventData] = [
+    CREATED,
+    UserMessage(text="go"),
+    status("created", "running"),
+    JobIntent(job_id="m1", key="k1", job_kind="model", args_digest="d", idempotent=True),
+    ModelResponse(
+        job_id="m1",
+        model="x",
+        tool_calls=(ToolCallData(call_id="c1", name="run_shell", args={"command": "ls"}),),
+        usage=TokenUsage(input_tokens=3, output_tokens=2),
+    ),
+    JobResult(job_id="m1", key="k1", job_kind="model", ok=True),
+    ToolCalled(call_id="c1", name="run_shell", args={"command": "ls"}),
+    JobIntent(job_id="s1", key="k2", job_kind="shell", args_digest="d", idempotent=False),
+    JobAmbiguous(job_id="s1", key="k2", job_kind="shell", message="unknown"),
+    PatchApplied(
+        patch_id="p1",
+        call_id="c1",
+        files=(FileChange(path="a", op="create", before_sha256=None, after_sha256="ab"),),
+    ),
+    ToolReturned(call_id="c1", name="run_shell", ok=False, output="outcome unknown"),
+    CheckpointSaved(upto_seq=11, state_hash="h", steps=1),
+    PatchReverted(patch_id="p1", undo_id="u1", files=()),
+]
+
+
+def test_fold_equals_evolve_applied_event_by_event() -> None:
+    events = events_of(FakeClock(), "R", *MIXED)
+    stepwise = RunState()
+    for event in events:
+        stepwise = evolve(stepwise, event)
+    assert fold(events).canonical_json() == stepwise.canonical_json()
+    assert fold(events[5:], fold(events[:5])).state_hash() == stepwise.state_hash()
+
+
+def test_a_checkpoint_event_changes_nothing_but_the_last_seq() -> None:
+    events = events_of(FakeClock(), "R", *MIXED[:11])
+    before = fold(events)
+    (saved,) = events_of(FakeClock(), "R", MIXED[11], first_seq=12)
+    after = evolve(before, saved)
+    assert after.model_copy(update={"last_seq": before.last_seq}) == before
+    assert after.last_seq == 12
+
+
+def test_a_fork_keeps_the_conversation_and_starts_its_own_jobs_and_patches() -> None:
+    parent = fold(events_of(FakeClock(), "P", *MIXED[:11]))
+    forked = RunForked(parent_id="P", fork_seq=11, task="t", model="scripted:other", max_steps=9)
+    (event,) = events_of(FakeClock(), "F", forked, first_seq=40)
+    state = evolve(parent, event)
+    assert (state.run_id, state.status, state.model, state.max_steps) == (
+        "F",
+        "created",
+        "scripted:other",
+        9,
+    )
+    assert (state.parent_id, state.fork_seq) == ("P", 11)
+    assert state.conversation == parent.conversation and state.step == parent.step
+    assert state.usage == parent.usage
+    assert (state.jobs, state.patches, state.changed_files) == ((), (), ())

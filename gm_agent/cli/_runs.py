@@ -1,0 +1,213 @@
+"""``gm run``, ``gm resume``, ``gm runs``, ``gm log``, ``gm status`` and ``gm export``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gm_agent.cli._support import json_line, observer, open_journal, run_async, workspace_of
+
+if TYPE_CHECKING:
+    from gm_agent.events import Event
+
+
+@click.command()
+@click.argument("task", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--model", "-m", help="provider:model, e.g. local:smollm2, openai:gpt-4.1, scripted:FILE."
+)
+@click.option(
+    "--max-steps", type=click.IntRange(min=1), help="Step budget (default: task, gm.toml, 30)."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print each event as one JSON line as it is committed."
+)
+@click.pass_context
+def run(
+    ctx: click.Context, task: Path, model: str | None, max_steps: int | None, as_json: bool
+) -> None:
+    """Run the task in TASK (a task.md file) to its end.
+
+    Exit codes: 0 succeeded, 1 failed, 2 usage or input error, 3 waiting for a
+    human, 130 interrupted (the run is paused).
+    """
+    from gm_agent.kernel import run_task
+
+    observe = observer(as_json)
+
+    def announce(run_id: str) -> None:
+        if not as_json:
+            click.echo(
+                f"gm: journaling to .gm/journal.db; watch with `gm log {run_id} --follow`", err=True
+            )
+
+    outcome = run_async(
+        lambda: run_task(
+            task,
+            workspace=workspace_of(ctx),
+            environ=os.environ,
+            model=model,
+            max_steps=max_steps,
+            observer=observe,
+            on_created=announce,
+        )
+    )
+    sys.exit(outcome.exit_code)
+
+
+@click.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option(
+    "--all", "resume_all", is_flag=True, help="Resume every paused or orphaned run, oldest first."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print each event as one JSON line as it is committed."
+)
+@click.pass_context
+def resume(ctx: click.Context, run_ref: str | None, resume_all: bool, as_json: bool) -> None:
+    """Continue RUN (default `last`) after an interrupt or a crash.
+
+    Side effects recorded as done are never repeated: their results are served
+    from the journal. A command cut off mid-way is reported to the model as
+    "outcome unknown" (job.ambiguous). Exit codes as for `gm run`; 2 when
+    another live process is executing the run.
+    """
+    from gm_agent.kernel import resumable_runs, resume_run
+
+    if resume_all and run_ref:
+        raise click.UsageError("give a RUN or --all, not both")
+    workspace = workspace_of(ctx)
+    observe = observer(as_json)
+    if not resume_all:
+        outcome = run_async(
+            lambda: resume_run(
+                run_ref or "last", workspace=workspace, environ=os.environ, observer=observe
+            )
+        )
+        sys.exit(outcome.exit_code)
+    run_ids = run_async(lambda: resumable_runs(workspace, os.environ))
+    if not run_ids:
+        click.echo("nothing to resume: no paused or orphaned runs", err=True)
+    exit_code = 0
+    for run_id in run_ids:
+        outcome = run_async(
+            lambda run_id=run_id: resume_run(
+                run_id, workspace=workspace, environ=os.environ, observer=observe
+            )
+        )
+        exit_code = max(exit_code, outcome.exit_code)
+    sys.exit(exit_code)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run and line.")
+@click.pass_context
+def runs(ctx: click.Context, as_json: bool) -> None:
+    """List the workspace's runs, newest first."""
+    from gm_agent._render import RUNS_HEADER, run_line
+
+    async def list_runs() -> list[Any]:
+        async with await open_journal(workspace_of(ctx)) as journal:
+            return await journal.list_runs()
+
+    rows = run_async(list_runs)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.model_dump(), ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no runs yet; start one with `gm run TASK`")
+        return
+    click.echo(RUNS_HEADER)
+    for row in rows:
+        click.echo(run_line(row))
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing new events until the run finishes."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event and line.")
+@click.pass_context
+def log(ctx: click.Context, run_ref: str, follow: bool, as_json: bool) -> None:
+    """Print the events of RUN (an id, a unique prefix, or `last`)."""
+    from gm_agent._render import log_line
+
+    def show(event: Event) -> None:
+        click.echo(json_line(event) if as_json else log_line(event))
+
+    async def print_log() -> None:
+        async with await open_journal(workspace_of(ctx)) as journal:
+            run_id = await journal.resolve_run(run_ref)
+            if follow:
+                async for event in journal.follow(run_id):
+                    show(event)
+            else:
+                for event in await journal.read(run_id):
+                    show(event)
+
+    run_async(print_log)
+
+
+@click.command()
+@click.argument("run_ref", metavar="[RUN]", default="last")
+@click.pass_context
+def status(ctx: click.Context, run_ref: str) -> None:
+    """Show where RUN stands (default: the last run)."""
+    from gm_agent.kernel import load_state
+
+    async def load() -> Any:
+        async with await open_journal(workspace_of(ctx)) as journal:
+            state, _ = await load_state(journal, await journal.resolve_run(run_ref))
+            return state
+
+    state = run_async(load)
+    click.echo(f"run      {state.run_id}")
+    click.echo(f"status   {state.status}")
+    click.echo(f"model    {state.model}")
+    if state.parent_id:
+        click.echo(f"fork of  {state.parent_id} at seq {state.fork_seq}")
+    click.echo(f"steps    {state.step} of {state.max_steps}")
+    click.echo(f"tokens   {state.usage.input_tokens} in, {state.usage.output_tokens} out")
+    if state.changed_files:
+        click.echo(f"changed  {', '.join(state.changed_files)}")
+    if state.summary:
+        click.echo(f"summary  {state.summary}")
+    if state.error:
+        click.echo(f"error    {state.error}")
+    task = state.task.strip().splitlines()
+    click.echo(f"task     {task[0] if task else ''}")
+
+
+@click.command()
+@click.argument("run_ref", metavar="[RUN]", default="last")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "jsonl"]),
+    default="md",
+    show_default=True,
+    help="A Markdown transcript, or every event as a JSON line.",
+)
+@click.pass_context
+def export(ctx: click.Context, run_ref: str, fmt: str) -> None:
+    """Print RUN (default `last`) as a readable transcript or as JSON lines."""
+    from gm_agent._export import markdown_transcript
+    from gm_agent.kernel import history
+
+    async def load() -> list[Any]:
+        async with await open_journal(workspace_of(ctx)) as journal:
+            return await history(journal, await journal.resolve_run(run_ref))
+
+    events = run_async(load)
+    if fmt == "jsonl":
+        for event in events:
+            click.echo(json_line(event))
+    else:
+        click.echo(markdown_transcript(events), nl=False)

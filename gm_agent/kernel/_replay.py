@@ -1,0 +1,270 @@
+"""``gm replay``: fold a run again from its events and check it against the journal.
+
+Two checks, neither with side effects nor model calls:
+
+- :func:`replay_run` checks the *record*: every event of the run's history still
+  has the digest it was written with (an edited, removed or inserted event breaks
+  the chain there), every event parses, the events fold without an illegal
+  transition, and the state at each checkpoint hashes to the checkpoint's
+  ``state_hash``.
+- :func:`replay_recorded` checks the *code*: it walks the recorded history and,
+  at every point where the kernel acted, asks today's kernel what it would do
+  (:func:`~gm_agent.kernel._decide.next_action`, the idempotency keys, the tool
+  lookup and argument check, building the model request), with model replies
+  and job results served from the journal. The first answer that differs from
+  the record is reported: a regression test of the runtime against real runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from gm_agent.errors import IllegalTransition, JournalCorrupt
+from gm_agent.events import (
+    Event,
+    JobIntent,
+    JobResult,
+    RunFinished,
+    RunForked,
+    RunStatusChanged,
+    ToolCalled,
+)
+from gm_agent.journal import Journal
+from gm_agent.kernel._checkpoint import history
+from gm_agent.kernel._decide import (
+    Action,
+    CallTool,
+    EndRun,
+    RequestMove,
+    model_job_key,
+    next_action,
+    shell_job_key,
+)
+from gm_agent.kernel.context import build_request
+from gm_agent.kernel.state import TERMINAL, RunState, evolve
+from gm_agent.tools import ShellCommand, ToolRegistry
+
+__all__ = ["ReplayProblem", "ReplayReport", "replay_recorded", "replay_run"]
+
+
+@dataclass(frozen=True)
+class ReplayProblem:
+    """Where a replay diverged from the journal: the event's ``seq`` and what differs."""
+
+    seq: int
+    message: str
+
+
+@dataclass
+class ReplayReport:
+    """The outcome of a replay.
+
+    Attributes:
+        run_id: the run replayed.
+        events: the events of its history (a fork's include its parent's).
+        checkpoints: checkpoints whose hash was compared.
+        state_hash: the hash of the final state (empty when the fold stopped).
+        problems: what diverged, in seq order; empty when consistent.
+    """
+
+    run_id: str
+    events: list[Event] = field(default_factory=lambda: [])
+    checkpoints: int = 0
+    state_hash: str = ""
+    problems: list[ReplayProblem] = field(default_factory=lambda: [])
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing diverged."""
+        return not self.problems
+
+    @property
+    def first_divergence(self) -> ReplayProblem | None:
+        """The problem with the lowest seq, if any."""
+        return min(self.problems, key=lambda p: p.seq) if self.problems else None
+
+
+async def _lineage(journal: Journal, run_id: str) -> list[tuple[str, int | None]]:
+    """``[(run_id, upto_seq)]`` from the run back through its fork parents."""
+    chain: list[tuple[str, int | None]] = [(run_id, None)]
+    while True:
+        first = await journal.read(chain[-1][0], limit=1)
+        if not first or not isinstance(first[0].data, RunForked):
+            return chain
+        chain.append((first[0].data.parent_id, first[0].data.fork_seq))
+
+
+async def replay_run(journal: Journal, run_id: str) -> ReplayReport:
+    """Fold ``run_id``'s history from scratch and check digests and checkpoints.
+
+    Raises:
+        JournalError: the journal cannot be read at all.
+    """
+    report = ReplayReport(run_id)
+    expected: dict[int, str] = {}
+    try:
+        lineage = await _lineage(journal, run_id)
+    except JournalCorrupt as exc:
+        report.problems.append(ReplayProblem(exc.seq or 0, str(exc)))
+        return report
+    for member, upto in lineage:
+        broken = await journal.verify_chain(member)
+        if broken is not None and (upto is None or broken <= upto):
+            report.problems.append(
+                ReplayProblem(
+                    broken, "the event was changed after it was written (its digest does not match)"
+                )
+            )
+        hashes = await journal.checkpoint_hashes(member)
+        expected.update({s: h for s, h in hashes.items() if upto is None or s <= upto})
+    try:
+        report.events = await history(journal, run_id)
+    except JournalCorrupt as exc:
+        report.problems.append(ReplayProblem(exc.seq or 0, str(exc)))
+        return report
+    state = RunState()
+    for event in report.events:
+        try:
+            state = evolve(state, event)
+        except IllegalTransition as exc:
+            report.problems.append(ReplayProblem(event.seq or 0, f"does not fold: {exc}"))
+            return report
+        seq = event.seq or 0
+        if seq in expected:
+            report.checkpoints += 1
+            if state.state_hash() != expected[seq]:
+                report.problems.append(
+                    ReplayProblem(
+                        seq,
+                        f"the state after this event hashes to {state.state_hash()[:16]}, "
+                        f"but its checkpoint says {expected[seq][:16]}",
+                    )
+                )
+    report.state_hash = state.state_hash()
+    report.problems.sort(key=lambda p: p.seq)
+    return report
+
+
+async def replay_recorded(journal: Journal, run_id: str, registry: ToolRegistry) -> ReplayReport:
+    """Re-run the kernel's decisions over ``run_id``'s recorded history.
+
+    At each recorded model request, tool call, job intent and end of the run,
+    the current code decides what it would do from the state folded so far, with
+    model replies and job results served from the journal. Only the first
+    difference is reported (after it, the record and the code no longer share a
+    past).
+
+    Raises:
+        JournalError: the journal cannot be read.
+    """
+    report = ReplayReport(run_id)
+    report.events = await history(journal, run_id)
+    state = RunState()
+    decided: Action | None = None
+    for event in report.events:
+        if state.status == "running":
+            problem = _check(state, event, decided, registry)
+            if problem is not None:
+                report.problems.append(ReplayProblem(event.seq or 0, problem))
+                return report
+            if isinstance(event.data, JobIntent | ToolCalled | RunStatusChanged):
+                decided = _decision(state, event)
+        state = evolve(state, event)
+    report.state_hash = state.state_hash()
+    return report
+
+
+def _decision(state: RunState, event: Event) -> Action | None:
+    data = event.data
+    if isinstance(data, JobIntent) and data.job_kind == "model":
+        return next_action(state)
+    if isinstance(data, ToolCalled):
+        return next_action(state)
+    if isinstance(data, RunStatusChanged) and data.to in TERMINAL and not _ended_by_effect(state):
+        return next_action(state)
+    return None
+
+
+def _show(action: Action) -> str:
+    match action:
+        case RequestMove(step):
+            return f"ask the model for step {step}"
+        case CallTool(_, call):
+            return f"call {call.name}({call.args})"
+        case EndRun(status, summary, error):
+            return f"end the run as {status} ({summary or error})"
+
+
+def _check(
+    state: RunState, event: Event, decided: Action | None, registry: ToolRegistry
+) -> str | None:
+    """What the current kernel would do differently at ``event``, or None."""
+    data = event.data
+    match data:
+        case JobIntent(job_kind="model") if not state.open_jobs():
+            action = next_action(state)
+            if not isinstance(action, RequestMove):
+                return f"the journal asks the model for a move here; the loop would {_show(action)}"
+            key = model_job_key(state.run_id, action.step, str(data.args.get("model", "")))
+            if key != data.key:
+                return f"the model request's idempotency key would now be {key}, not {data.key}"
+            tools = tuple(t.spec() for t in registry.select(state.tools))
+            build_request(state, tools, idempotency_key=key)  # the request still builds
+        case JobIntent(job_kind="shell"):
+            if not isinstance(decided, CallTool):
+                return "the journal runs a shell command that no tool call asked for"
+            command = ShellCommand(
+                str(data.args.get("command", "")), float(str(data.args.get("timeout_s", 0)))
+            )
+            key = shell_job_key(state.run_id, state.step, decided.index, command)
+            if key != data.key:
+                return f"the shell command's idempotency key would now be {key}, not {data.key}"
+        case ToolCalled():
+            action = next_action(state)
+            if not isinstance(action, CallTool) or (
+                action.call.call_id,
+                action.call.name,
+                action.call.args,
+            ) != (data.call_id, data.name, data.args):
+                return f"the journal calls {data.name}({data.args}); the loop would {_show(action)}"
+            return _check_tool(state, data, registry)
+        case RunFinished() if isinstance(decided, EndRun):
+            if (data.status, data.summary, data.error) != (
+                decided.status,
+                decided.summary,
+                decided.error,
+            ):
+                return f"the run ended as {data.status}; the loop would {_show(decided)}"
+        case RunStatusChanged(to=to) if to in TERMINAL and not _ended_by_effect(state):
+            action = next_action(state)
+            if not isinstance(action, EndRun) or action.status != to:
+                return f"the journal ends the run as {to}; the loop would {_show(action)}"
+        case _:
+            pass
+    return None
+
+
+def _check_tool(state: RunState, data: ToolCalled, registry: ToolRegistry) -> str | None:
+    """A recorded call the current tools would refuse, when the record shows it ran."""
+    tools = {t.name: t for t in registry.select(state.tools)}
+    tool = tools.get(data.name)
+    if tool is None:
+        return f"the journal calls tool {data.name!r}, which the loop no longer has"
+    try:
+        tool.args_model.model_validate(data.args)
+    except ValidationError as exc:
+        return f"the loop would now refuse the arguments of {data.name}: {exc.errors()[0]['msg']}"
+    return None
+
+
+def _ended_by_effect(state: RunState) -> bool:
+    """The run ends because of what just happened, not by a decision of :func:`next_action`:
+    the ``finish`` tool returned, or the model request failed."""
+    last = state.conversation[-1] if state.conversation else None
+    if last is not None and last.role == "tool" and last.name == "finish" and last.ok:
+        return True
+    model_jobs = [job for job in state.jobs if job.job_kind == "model"]
+    result: JobResult | None = model_jobs[-1].result if model_jobs else None
+    return result is not None and not result.ok
