@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "gm_agent"
 
 LAYERS = {
-    0: {"events", "errors", "clock", "settings", "faults", "__init__"},
+    0: {"events", "errors", "clock", "settings", "faults", "_bulk", "__init__"},
     1: {"journal", "llm", "jobs", "patches", "tools", "policy", "skills"},
     2: {"kernel"},
     3: {"triggers", "tui", "cli", "_render", "_export", "__main__"},

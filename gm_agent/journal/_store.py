@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import gc
 import hashlib
 import json
 import logging
@@ -18,6 +17,7 @@ from typing import Any, Literal, Self
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
+from gm_agent._bulk import cycle_collection_paused
 from gm_agent.clock import Clock, SystemClock, format_timestamp
 from gm_agent.errors import (
     JournalCorrupt,
@@ -108,19 +108,9 @@ def _row_to_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
 
 
 def _parse_rows(rows: Iterable[sqlite3.Row]) -> list[Event]:
-    """Parse rows into events, with Python's cycle collector paused.
-
-    Parsing builds many objects and no reference cycles; a full collection
-    halfway through a large read would walk them all again and again (it made a
-    100,000-event read three times slower). Refcounting still frees everything.
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    """Parse rows into events (see :mod:`gm_agent._bulk` for why the collector waits)."""
+    with cycle_collection_paused():
         return [_row_to_event(row) for row in rows]
-    finally:
-        if paused:
-            gc.enable()
 
 
 class Journal:

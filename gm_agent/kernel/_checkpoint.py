@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gm_agent._bulk import cycle_collection_paused
 from gm_agent.events import Event, RunForked
 from gm_agent.journal import CheckpointRecord, Journal
 from gm_agent.kernel.state import RunState, fold
@@ -120,7 +121,8 @@ class _Unusable(Exception):
     """A checkpoint that cannot be loaded; the run is folded from its events instead."""
 
 
-async def _read_tree(journal: Journal, tree: dict[str, Any], seen: set[str]) -> list[Any]:
+async def _read_tree(journal: Journal, tree: dict[str, Any], seen: set[str]) -> bytes:
+    """The list a tree holds, as the canonical JSON array of its items."""
     level: list[str] = [tree["root"]]
     for _ in range(int(tree["depth"]) + 1):
         blobs = await journal.get_blobs(level)
@@ -132,11 +134,18 @@ async def _read_tree(journal: Journal, tree: dict[str, Any], seen: set[str]) -> 
     if len(blobs) < len(set(level)):
         raise _Unusable("an item is missing")
     seen.update(level)
-    return [json.loads(blobs[sha]) for sha in level]
+    return b"[" + b",".join(blobs[sha] for sha in level) + b"]"
+
+
+def _slot(name: str) -> str:
+    return f"\x00tree:{name}\x00"
 
 
 async def decode_state(journal: Journal, record: CheckpointRecord) -> tuple[RunState, set[str]]:
     """The state a checkpoint holds, and the hashes of the tree nodes it references.
+
+    The state's canonical JSON is reassembled from the stored parts (each stored
+    canonically), checked against ``record.state_hash``, then parsed once.
 
     Raises:
         _Unusable: another format, a missing blob, or a state that does not hash
@@ -148,14 +157,19 @@ async def decode_state(journal: Journal, record: CheckpointRecord) -> tuple[RunS
             raise _Unusable(f"format {doc.get('format')!r}")
         dumped = doc["state"]
         seen: set[str] = set()
+        arrays: dict[str, bytes] = {}
         for name in _TREES:
-            dumped[name] = await _read_tree(journal, dumped[name], seen)
-        state = RunState.model_validate(dumped)
+            arrays[name] = await _read_tree(journal, dumped[name], seen)
+            dumped[name] = _slot(name)
+        text = _canonical(dumped)
+        for name, array in arrays.items():
+            text = text.replace(_canonical(_slot(name)), array, 1)
+        if hashlib.sha256(text).hexdigest() != record.state_hash:
+            raise _Unusable("its state does not match its hash")
+        with cycle_collection_paused():  # see gm_agent._bulk
+            return RunState.model_validate_json(text), seen
     except (ValueError, KeyError, TypeError, ValidationError) as exc:
         raise _Unusable(str(exc)) from exc
-    if state.state_hash() != record.state_hash:
-        raise _Unusable("its state does not match its hash")
-    return state, seen
 
 
 async def history(journal: Journal, run_id: str, upto_seq: int | None = None) -> list[Event]:

@@ -14,6 +14,7 @@ from typing import Any, Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from gm_agent._bulk import cycle_collection_paused
 from gm_agent.errors import IllegalTransition
 from gm_agent.events import (
     CheckpointSaved,
@@ -423,6 +424,7 @@ def fold(events: Iterable[Event], state: RunState | None = None) -> RunState:
         IllegalTransition: an event moves the run's status illegally.
     """
     draft = _Draft(state or RunState())
-    for event in events:
-        draft.apply(event)
-    return draft.freeze()
+    with cycle_collection_paused():  # see gm_agent._bulk
+        for event in events:
+            draft.apply(event)
+        return draft.freeze()
