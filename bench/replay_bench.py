@@ -4,7 +4,8 @@ Run: ``python bench/replay_bench.py [--quick]``. Prints a Markdown table.
 
 - Replay: a synthetic run of 10,000 and 100,000 events (five per step: the model
   job, its response, the tool call and its result) is read from the journal and
-  folded; events per second for the read and fold together, and for the fold alone.
+  folded; events per second for the read and fold together, for the fold alone,
+  and for ``gm replay``'s whole check (digests, fold, checkpoints).
 - Recovery: loading the state of a long run as the kernel does on resume, from
   its newest checkpoint plus the tail, against folding every event.
 - Bytes per step: a real kernel run whose every step writes a file of 1 KB (then
@@ -43,7 +44,7 @@ from gm_agent.events import (
     new_event,
 )
 from gm_agent.journal import Journal
-from gm_agent.kernel import Kernel, create_run, fold, load_state, parse_task
+from gm_agent.kernel import Kernel, create_run, fold, load_state, parse_task, replay_run
 from gm_agent.kernel._checkpoint import encode_state
 from gm_agent.llm import FunctionModel, ModelRequest, Move
 from gm_agent.settings import CheckpointSettings, load_settings
@@ -79,8 +80,9 @@ async def _synthetic_run(journal: Journal, events: int) -> str:
     return run_id
 
 
-async def replay_rates(events: int) -> tuple[float, float]:
-    """(events/s read and folded, events/s folded) for a run of ``events`` events."""
+async def replay_rates(events: int) -> tuple[float, float, float]:
+    """(events/s read and folded, events/s folded, events/s through all of `gm replay`'s
+    checks) for a run of ``events`` events."""
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         async with await Journal.open(Path(tmp) / "journal.db", durability="fast") as journal:
             run_id = await _synthetic_run(journal, events)
@@ -89,7 +91,10 @@ async def replay_rates(events: int) -> tuple[float, float]:
             folded_at = time.perf_counter()
             fold(read)
             end = time.perf_counter()
-    return events / (end - start), events / (end - folded_at)
+            report = await replay_run(journal, run_id)
+            replayed = time.perf_counter()
+    assert report.ok, report.problems
+    return events / (end - start), events / (end - folded_at), events / (replayed - end)
 
 
 async def recovery_ms(events: int) -> tuple[float, float]:
@@ -186,8 +191,15 @@ async def main(quick: bool) -> None:
         rates = [await replay_rates(events) for _ in range(repeats)]
         read_fold = statistics.median(r[0] for r in rates)
         fold_only = statistics.median(r[1] for r in rates)
+        checked = statistics.median(r[2] for r in rates)
         rows.append((f"replay, {events:,} events: read + fold (events/s)", f"{read_fold:,.0f}"))
         rows.append((f"replay, {events:,} events: fold only (events/s)", f"{fold_only:,.0f}"))
+        rows.append(
+            (
+                f"replay, {events:,} events: `gm replay` with all its checks (events/s)",
+                f"{checked:,.0f}",
+            )
+        )
     for events in (10_000, 50_000):
         timings = [await recovery_ms(events) for _ in range(repeats)]
         with_cp = statistics.median(t[0] for t in timings)

@@ -13,6 +13,7 @@ from gm_agent.events import (
     PatchReverted,
     RunCreated,
     RunFinished,
+    RunForked,
     ToolReturned,
     UserMessage,
 )
@@ -23,6 +24,8 @@ FENCE = "````"  # four backticks: outputs may hold ``` themselves
 def markdown_transcript(events: Iterable[Event]) -> str:
     """The run as Markdown: the task, each step's text and tool calls, results folded in
     ``<details>``, file changes, and how it ended."""
+    events = list(events)
+    run_id = events[-1].run_id if events else ""  # a fork's history starts with its parent's
     lines: list[str] = []
     step = 0
     for event in events:
@@ -30,11 +33,19 @@ def markdown_transcript(events: Iterable[Event]) -> str:
         match data:
             case RunCreated():
                 lines += [
-                    f"# Run {event.run_id}",
+                    f"# Run {run_id}",
                     "",
                     f"- model: `{data.model}`",
                     f"- workspace: `{data.workspace}`",
                     f"- started: {event.at}",
+                    "",
+                ]
+            case RunForked():
+                lines += [
+                    "## Fork",
+                    "",
+                    f"Run {event.run_id} goes on from run {data.parent_id} after seq "
+                    f"{data.fork_seq}, with model `{data.model}`.",
                     "",
                 ]
             case UserMessage():

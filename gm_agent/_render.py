@@ -206,6 +206,10 @@ def _step_lines(step: StepView | None) -> list[str]:
     return lines
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _side(run: RunSummary) -> str:
     tokens = f"{run.input_tokens} in + {run.output_tokens} out tokens"
     return f"{run.run_id}  {run.status:<9} {len(run.steps):>3} steps  {tokens}  {run.model}"
@@ -220,12 +224,13 @@ def comparison_lines(result: Comparison) -> list[str]:
     else:
         n = result.diverged_at
         what = "moves" if result.moves_differ else "tool results"
-        lines.append(f"steps: the same up to step {n - 1}; the {what} differ at step {n}")
+        same = f"the same up to step {n - 1}; " if n > 1 else ""
+        lines.append(f"steps: {same}the {what} differ at step {n}")
         for label, run in (("A", a), ("B", b)):
             lines.append(f"  {label} step {n}:")
             lines += _step_lines(run.steps[n - 1] if n <= len(run.steps) else None)
-        extra_a, extra_b = len(a.steps) - n, len(b.steps) - n
-        lines.append(f"  after it: A took {max(extra_a, 0)} more steps, B {max(extra_b, 0)}")
+        extra_a, extra_b = max(len(a.steps) - n, 0), max(len(b.steps) - n, 0)
+        lines.append(f"  after it: A took {_count(extra_a, 'more step')}, B {extra_b}")
     for label, run in (("A", a), ("B", b)):
         lines.append(f"{label} ended {run.status}: {_short(run.summary or run.error or '', 100)}")
     return lines

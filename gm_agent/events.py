@@ -367,6 +367,8 @@ class RunForked(_Frozen):
     conversation, step count and token usage at that point; its jobs and patches
     are its own. ``model`` and ``max_steps`` are the fork's. ``force_restore``: the
     fork's first patch (files back to the fork point) overwrites the user's edits.
+    ``steps``, ``input_tokens`` and ``output_tokens`` are the parent's at the fork
+    point (the ``runs`` listing counts them; the fold has them already).
     """
 
     kind: Literal["run.forked"] = "run.forked"
@@ -378,6 +380,9 @@ class RunForked(_Frozen):
     model: str
     max_steps: int
     force_restore: bool = False
+    steps: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 class CheckpointSaved(_Frozen):

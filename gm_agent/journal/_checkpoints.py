@@ -11,6 +11,8 @@ from __future__ import annotations
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
+_LAST_SEQ = 2**62  # SQLite integers are 64-bit; no seq comes near
+
 
 class CheckpointRecord(BaseModel):
     """One checkpoint: ``state`` (text) is the run's state after event ``upto_seq``.
@@ -43,7 +45,7 @@ async def latest_checkpoint(
         await conn.execute_fetchall(
             "SELECT upto_seq, state, state_hash FROM checkpoints "
             "WHERE run_id = ? AND upto_seq <= ? ORDER BY upto_seq DESC LIMIT 1",
-            (run_id, at_most_seq if at_most_seq is not None else 2**62),
+            (run_id, at_most_seq if at_most_seq is not None else _LAST_SEQ),
         )
     )
     if not rows:

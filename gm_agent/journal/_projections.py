@@ -42,7 +42,8 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
         case RunForked():
             await conn.execute(
                 "INSERT INTO runs (run_id, status, task, task_path, model, parent_id, fork_seq, "
-                "created_at, updated_at, last_seq) VALUES (?, 'created', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, updated_at, last_seq, steps, input_tokens, output_tokens) "
+                "VALUES (?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.run_id,
                     data.task,
@@ -53,6 +54,9 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
                     event.at,
                     event.at,
                     seq,
+                    data.steps,
+                    data.input_tokens,
+                    data.output_tokens,
                 ),
             )
         case RunStatusChanged():

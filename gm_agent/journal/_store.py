@@ -80,7 +80,7 @@ class RunRow(BaseModel):
     lease_owner: str | None = None
     lease_expires_at: str | None = None
     orphaned: bool = False
-    """Live status (running, waiting) but no live process holds its lease: resume it."""
+    """Not ended (created, running, waiting) but no live process holds its lease: resume it."""
 
 
 _RUN_FIELDS = tuple(name for name in RunRow.model_fields if name != "orphaned")
@@ -495,7 +495,7 @@ class Journal:
 
     def _run_row(self, row: sqlite3.Row) -> RunRow:
         fields = dict(zip(_RUN_FIELDS, row, strict=True))
-        live = fields["status"] in ("running", "waiting")
+        live = fields["status"] in ("created", "running", "waiting")
         owner, expires = fields["lease_owner"], fields["lease_expires_at"]
         held = owner is not None and not self._lease_free(owner, expires)
         return RunRow(**fields, orphaned=live and not held)

@@ -15,6 +15,7 @@ from gm_agent.kernel.loop import AMBIGUOUS_MESSAGE, EXIT_CODES, EventObserver, K
 from gm_agent.kernel.state import (
     TERMINAL,
     TRANSITIONS,
+    Folder,
     JobView,
     PatchView,
     RunState,
@@ -36,6 +37,7 @@ __all__ = [
     "EndRun",
     "EventObserver",
     "FileDiff",
+    "Folder",
     "JobView",
     "Kernel",
     "PatchView",

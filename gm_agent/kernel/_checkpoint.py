@@ -39,7 +39,16 @@ from gm_agent.events import Event, RunForked
 from gm_agent.journal import CheckpointRecord, Journal
 from gm_agent.kernel.state import RunState, fold
 
-__all__ = ["FANOUT", "EncodedState", "decode_state", "encode_state", "history", "load_state"]
+__all__ = [
+    "FANOUT",
+    "LAST_SEQ",
+    "EncodedState",
+    "decode_state",
+    "encode_state",
+    "history",
+    "lineage",
+    "load_state",
+]
 
 log = logging.getLogger("gm_agent.kernel")
 
@@ -50,7 +59,8 @@ FANOUT = 64
 """Hashes per tree node. 64 hex hashes make a node of about 4.2 KiB."""
 
 _TREES = ("conversation", "jobs", "patches", "changed_files")
-_LAST = 2**62
+LAST_SEQ = 2**62
+"""An upper bound for any seq: "up to the end"."""
 
 
 def _canonical(value: Any) -> bytes:
@@ -172,10 +182,21 @@ async def decode_state(journal: Journal, record: CheckpointRecord) -> tuple[RunS
         raise _Unusable(str(exc)) from exc
 
 
+async def lineage(journal: Journal, run_id: str) -> list[tuple[str, int | None]]:
+    """``[(run_id, None), (parent_id, fork_seq), (grandparent_id, its fork_seq), ...]``:
+    the run, then each run its history comes from and up to which seq."""
+    chain: list[tuple[str, int | None]] = [(run_id, None)]
+    while True:
+        first = await journal.read(chain[-1][0], limit=1)
+        if not first or not isinstance(first[0].data, RunForked):
+            return chain
+        chain.append((first[0].data.parent_id, first[0].data.fork_seq))
+
+
 async def history(journal: Journal, run_id: str, upto_seq: int | None = None) -> list[Event]:
     """Every event of ``run_id``'s history, oldest first: for a fork, its parent's up
     to the fork point (recursively), then its own. Only events up to ``upto_seq``."""
-    own = await journal.read_upto(run_id, _LAST if upto_seq is None else upto_seq)
+    own = await journal.read_upto(run_id, LAST_SEQ if upto_seq is None else upto_seq)
     if own and isinstance(own[0].data, RunForked):
         parent = own[0].data
         return [*await history(journal, parent.parent_id, parent.fork_seq), *own]
@@ -199,10 +220,12 @@ async def load_state(
         JournalCorrupt: an event cannot be read.
         IllegalTransition: the events do not fold (a damaged journal or a bug).
     """
-    limit = _LAST if upto_seq is None else upto_seq
+    limit = LAST_SEQ if upto_seq is None else upto_seq
     record = await journal.latest_checkpoint(run_id, upto_seq)
     if record is not None:
         try:
+            if not await journal.read_upto(run_id, record.upto_seq, record.upto_seq - 1):
+                raise _Unusable(f"the run has no event at seq {record.upto_seq} (events missing)")
             base, stored = await decode_state(journal, record)
         except _Unusable as exc:
             log.warning(

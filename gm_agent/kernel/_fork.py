@@ -12,60 +12,93 @@ parent changed it is refused, naming it, unless ``--force``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
-import anyio.to_thread
 
 from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import UserError
 from gm_agent.events import RunForked, UserMessage, new_event
 from gm_agent.journal import Journal
-from gm_agent.kernel._checkpoint import history, load_state
+from gm_agent.kernel._checkpoint import history, lineage, load_state
 from gm_agent.kernel._restore import plan_restore
-from gm_agent.kernel._run import kernel_for, open_existing
+from gm_agent.kernel._run import absolute_model, kernel_for, open_existing, require_workspace
 from gm_agent.kernel.loop import EventObserver, RunOutcome
-from gm_agent.kernel.state import RunState, evolve
+from gm_agent.kernel.state import Folder, RunState
 from gm_agent.llm import make_model
-from gm_agent.patches import PlannedChange, check_changes
 from gm_agent.settings import load_settings
 
 __all__ = ["fork_run"]
 
 
-def _at_rest(state: RunState) -> bool:
-    return not (
-        state.open_calls or state.open_jobs() or any(p.status == "intent" for p in state.patches)
-    )
-
-
-async def _fork_point(journal: Journal, parent_id: str, at_seq: int) -> int:
-    """The parent's last event at or before ``at_seq``, checked to be a safe point.
+async def _fork_point(journal: Journal, parent_id: str, at_seq: int) -> RunState:
+    """The parent's state after its event ``at_seq``, checked to be a fork point.
 
     Raises:
-        UserError: ``at_seq`` is before the parent's own events, or inside a tool call.
+        UserError: ``at_seq`` is not one of the parent's own events, comes before
+            the task was given, or is inside a tool call, a job or a patch (the
+            message names the nearest earlier safe point).
     """
     events = await history(journal, parent_id, at_seq)
     own = [e for e in events if e.run_id == parent_id]
-    if not own:
-        raise UserError(
-            f"seq {at_seq} is before run {parent_id}'s own events; see `gm log {parent_id}`"
-        )
-    state = RunState()
+    if not own or own[-1].seq != at_seq:
+        where = await _where_is(journal, parent_id, at_seq)
+        raise UserError(f"seq {at_seq} is not an event of run {parent_id}{where}")
+    folder = Folder()
     safe: int | None = None
     for event in events:
-        state = evolve(state, event)
-        if event.run_id == parent_id and _at_rest(state):
+        folder.add(event)
+        if event.run_id == parent_id and folder.at_rest() and event.seq != at_seq:
             safe = event.seq
-    point = own[-1].seq or 0
-    if safe != point:
+    state = folder.state
+    if not any(turn.role == "user" for turn in state.conversation):
+        raise UserError(f"seq {at_seq} comes before run {parent_id} was given its task")
+    if not folder.at_rest():
         hint = f"; the nearest earlier safe point is seq {safe}" if safe else ""
         raise UserError(
-            f"seq {point} of run {parent_id} is in the middle of a tool call, a job or a "
+            f"seq {at_seq} of run {parent_id} is in the middle of a tool call, a job or a "
             f"patch; fork at a step boundary{hint} (see `gm replay {parent_id}`)"
         )
-    return point
+    return state
+
+
+async def _where_is(journal: Journal, run_id: str, seq: int) -> str:
+    """Why ``seq`` is not ``run_id``'s: where its events are, or whose history holds it."""
+    chain = await lineage(journal, run_id)
+    for (child, _), (parent, fork_seq) in itertools.pairwise(chain):
+        if fork_seq is not None and seq <= fork_seq:
+            return (
+                f"; it is in the history run {child} inherits from run {parent}: "
+                f"fork that one (`gm fork {parent} --at {seq}`)"
+            )
+    first = await journal.read(run_id, limit=1)
+    last = (await journal.get_run(run_id)).last_seq
+    if not first:
+        return ""
+    return f" (its events are seqs {first[0].seq} to {last}; see `gm log {run_id}`)"
+
+
+async def _require_forkable(journal: Journal, parent_id: str, workspace: Path) -> None:
+    """Refuse a parent being executed now, or one a crash cut off mid-change.
+
+    Raises:
+        UserError: as above, or the run belongs to another directory.
+    """
+    row = await journal.get_run(parent_id)
+    if row.status in ("running", "waiting") and not row.orphaned:
+        raise UserError(
+            f"run {parent_id} is being executed right now; fork it once it stops "
+            "(or interrupt it with Ctrl-C in its terminal)"
+        )
+    now, _ = await load_state(journal, parent_id)
+    require_workspace(now, workspace, "fork")
+    if now.open_jobs() or any(p.status == "intent" for p in now.patches):
+        raise UserError(
+            f"run {parent_id} stopped in the middle of a change; run `gm resume {parent_id}` "
+            "first (it records what the interrupted step changed), then fork"
+        )
 
 
 async def fork_run(
@@ -104,22 +137,30 @@ async def fork_run(
     settings = load_settings(workspace, environ)
     async with await open_existing(settings, clock) as journal:
         parent_id = await journal.resolve_run(run_ref)
-        fork_seq = await _fork_point(journal, parent_id, at_seq)
-        state, _ = await load_state(journal, parent_id, fork_seq)
-        restore = await plan_restore(journal, parent_id, fork_seq)
-        if not force:
-            await _refuse_edited(workspace, restore)
-        model_name = model or state.model
+        await _require_forkable(journal, parent_id, workspace)
+        state = await _fork_point(journal, parent_id, at_seq)
+        plan = await plan_restore(journal, workspace, parent_id, at_seq)
+        if plan.edited and not force:
+            names = ", ".join(repr(p) for p in plan.edited)
+            raise UserError(
+                f"cannot restore the workspace to the fork point: {names} changed since run "
+                f"{parent_id} changed it (by you, or by another run such as an earlier fork: "
+                "`gm undo` it first); nothing was recorded. Use --force to overwrite"
+            )
+        model_name = absolute_model(model) if model else state.model
         llm = make_model(model_name, settings, environ, base_dir=Path.cwd())
         try:
             fork_id = clock.new_id()
             forked = RunForked(
                 parent_id=parent_id,
-                fork_seq=fork_seq,
+                fork_seq=at_seq,
                 task=state.task,
                 model=model_name,
                 max_steps=max_steps or state.max_steps,
                 force_restore=force,
+                steps=state.step,
+                input_tokens=state.usage.input_tokens,
+                output_tokens=state.usage.output_tokens,
             )
             events = [new_event(clock, fork_id, "user", forked)]
             if message:
@@ -130,13 +171,3 @@ async def fork_run(
             return await kernel.execute(fork_id)
         finally:
             await llm.aclose()
-
-
-async def _refuse_edited(workspace: Path, restore: Sequence[PlannedChange]) -> None:
-    mismatched = await anyio.to_thread.run_sync(check_changes, workspace, restore)
-    if mismatched:
-        names = ", ".join(repr(m.path) for m in mismatched)
-        raise UserError(
-            f"cannot restore the workspace to the fork point: {names} changed since the run "
-            "changed it (your edits?); nothing was recorded. Use --force to overwrite them"
-        )

@@ -23,16 +23,17 @@ from pydantic import ValidationError
 
 from gm_agent.errors import IllegalTransition, JournalCorrupt
 from gm_agent.events import (
+    AnyEventData,
     Event,
     JobIntent,
     JobResult,
     RunFinished,
-    RunForked,
+    RunStatus,
     RunStatusChanged,
     ToolCalled,
 )
 from gm_agent.journal import Journal
-from gm_agent.kernel._checkpoint import history
+from gm_agent.kernel._checkpoint import history, lineage
 from gm_agent.kernel._decide import (
     Action,
     CallTool,
@@ -43,7 +44,7 @@ from gm_agent.kernel._decide import (
     shell_job_key,
 )
 from gm_agent.kernel.context import build_request
-from gm_agent.kernel.state import TERMINAL, RunState, evolve
+from gm_agent.kernel.state import TERMINAL, Folder, RunState
 from gm_agent.tools import ShellCommand, ToolRegistry
 
 __all__ = ["ReplayProblem", "ReplayReport", "replay_recorded", "replay_run"]
@@ -86,18 +87,8 @@ class ReplayReport:
         return min(self.problems, key=lambda p: p.seq) if self.problems else None
 
 
-async def _lineage(journal: Journal, run_id: str) -> list[tuple[str, int | None]]:
-    """``[(run_id, upto_seq)]`` from the run back through its fork parents."""
-    chain: list[tuple[str, int | None]] = [(run_id, None)]
-    while True:
-        first = await journal.read(chain[-1][0], limit=1)
-        if not first or not isinstance(first[0].data, RunForked):
-            return chain
-        chain.append((first[0].data.parent_id, first[0].data.fork_seq))
-
-
 async def replay_run(journal: Journal, run_id: str) -> ReplayReport:
-    """Fold ``run_id``'s history from scratch and check digests and checkpoints.
+    """Fold ``run_id``'s history from scratch and check digests, ends and checkpoints.
 
     Raises:
         JournalError: the journal cannot be read at all.
@@ -105,18 +96,14 @@ async def replay_run(journal: Journal, run_id: str) -> ReplayReport:
     report = ReplayReport(run_id)
     expected: dict[int, str] = {}
     try:
-        lineage = await _lineage(journal, run_id)
+        chain = await lineage(journal, run_id)
     except JournalCorrupt as exc:
         report.problems.append(ReplayProblem(exc.seq or 0, str(exc)))
         return report
-    for member, upto in lineage:
+    for member, upto in chain:
         broken = await journal.verify_chain(member)
         if broken is not None and (upto is None or broken <= upto):
-            report.problems.append(
-                ReplayProblem(
-                    broken, "the event was changed after it was written (its digest does not match)"
-                )
-            )
+            report.problems.append(ReplayProblem(broken, _CHANGED))
         hashes = await journal.checkpoint_hashes(member)
         expected.update({s: h for s, h in hashes.items() if upto is None or s <= upto})
     try:
@@ -124,27 +111,56 @@ async def replay_run(journal: Journal, run_id: str) -> ReplayReport:
     except JournalCorrupt as exc:
         report.problems.append(ReplayProblem(exc.seq or 0, str(exc)))
         return report
-    state = RunState()
+    folder = Folder()
     for event in report.events:
-        try:
-            state = evolve(state, event)
-        except IllegalTransition as exc:
-            report.problems.append(ReplayProblem(event.seq or 0, f"does not fold: {exc}"))
-            return report
         seq = event.seq or 0
+        try:
+            folder.add(event)
+        except IllegalTransition as exc:
+            report.problems.append(ReplayProblem(seq, f"does not fold: {exc}"))
+            return report
         if seq in expected:
             report.checkpoints += 1
-            if state.state_hash() != expected[seq]:
-                report.problems.append(
-                    ReplayProblem(
-                        seq,
-                        f"the state after this event hashes to {state.state_hash()[:16]}, "
-                        f"but its checkpoint says {expected[seq][:16]}",
-                    )
-                )
-    report.state_hash = state.state_hash()
+            state_hash, saved = folder.state.state_hash(), expected.pop(seq)
+            if state_hash != saved:
+                report.problems.append(ReplayProblem(seq, _mismatch(state_hash, saved)))
+    report.state_hash = folder.state.state_hash()
+    report.problems += await _missing_tail(journal, run_id, report.events, expected)
     report.problems.sort(key=lambda p: p.seq)
     return report
+
+
+_CHANGED = "the event was changed after it was written (its digest does not match)"
+
+
+def _mismatch(state_hash: str, saved: str) -> str:
+    return (
+        f"the state after this event hashes to {state_hash[:16]}, "
+        f"but its checkpoint says {saved[:16]}"
+    )
+
+
+async def _missing_tail(
+    journal: Journal, run_id: str, events: list[Event], unreached: dict[int, str]
+) -> list[ReplayProblem]:
+    """Events missing from the end of the run: a checkpoint past its last event, or
+    a last event older than the ``runs`` record says (the digest chain cannot see a
+    cut-off end: nothing comes after it to break)."""
+    last = (events[-1].seq or 0) if events else 0
+    problems = [
+        ReplayProblem(seq, f"a checkpoint was saved after seq {seq}, but the events end at {last}")
+        for seq in unreached
+    ]
+    recorded = (await journal.get_run(run_id)).last_seq
+    if recorded > last:
+        problems.append(
+            ReplayProblem(
+                last + 1,
+                f"the run's record says its last event is seq {recorded}, but its "
+                f"events end at seq {last} (events missing from the end)",
+            )
+        )
+    return problems
 
 
 async def replay_recorded(journal: Journal, run_id: str, registry: ToolRegistry) -> ReplayReport:
@@ -161,19 +177,28 @@ async def replay_recorded(journal: Journal, run_id: str, registry: ToolRegistry)
     """
     report = ReplayReport(run_id)
     report.events = await history(journal, run_id)
-    state = RunState()
+    folder = Folder()
     decided: Action | None = None
     for event in report.events:
-        if state.status == "running":
+        data = event.data
+        if _decision_point(folder.status, data):
+            state = folder.state
             problem = _check(state, event, decided, registry)
             if problem is not None:
                 report.problems.append(ReplayProblem(event.seq or 0, problem))
                 return report
-            if isinstance(event.data, JobIntent | ToolCalled | RunStatusChanged):
+            if isinstance(data, JobIntent | ToolCalled | RunStatusChanged):
                 decided = _decision(state, event)
-        state = evolve(state, event)
-    report.state_hash = state.state_hash()
+        folder.add(event)
+    report.state_hash = folder.state.state_hash()
     return report
+
+
+def _decision_point(status: RunStatus, data: AnyEventData) -> bool:
+    """Whether the kernel decided ``data`` (so the current code must be asked)."""
+    if isinstance(data, RunFinished):
+        return True  # checked against the decision made at the status change before it
+    return status == "running" and isinstance(data, JobIntent | ToolCalled | RunStatusChanged)
 
 
 def _decision(state: RunState, event: Event) -> Action | None:

@@ -13,13 +13,22 @@ from gm_agent.events import RunCreated, UserMessage, new_event
 from gm_agent.journal import Journal
 from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome
-from gm_agent.kernel.state import TERMINAL
+from gm_agent.kernel.state import TERMINAL, RunState
 from gm_agent.kernel.task import TaskSpec, load_task
 from gm_agent.llm import Model, default_model_name, make_model
 from gm_agent.settings import Settings, load_settings
 from gm_agent.tools import builtin_tools
 
-__all__ = ["create_run", "kernel_for", "open_existing", "resumable_runs", "resume_run", "run_task"]
+__all__ = [
+    "absolute_model",
+    "create_run",
+    "kernel_for",
+    "open_existing",
+    "require_workspace",
+    "resumable_runs",
+    "resume_run",
+    "run_task",
+]
 
 
 async def create_run(
@@ -49,11 +58,26 @@ async def create_run(
     return run_id
 
 
-def _absolute_model(name: str) -> str:
+def absolute_model(name: str) -> str:
     """``scripted:REL`` made absolute against the current directory, so a resume finds it."""
     if name.startswith("scripted:") and not Path(name.removeprefix("scripted:")).is_absolute():
         return f"scripted:{Path.cwd() / name.removeprefix('scripted:')}"
     return name
+
+
+def require_workspace(state: RunState, workspace: Path, verb: str) -> None:
+    """Refuse to ``verb`` a run recorded in another directory than ``workspace``.
+
+    Raises:
+        UserError: the run's workspace is not ``workspace`` (the project was moved
+            or copied: its files are not where the journal says).
+    """
+    if state.workspace and Path(state.workspace) != workspace:
+        raise UserError(
+            f"run {state.run_id} works in {state.workspace!r}, but this journal is in "
+            f"{str(workspace)!r} (was the project moved or copied?); {verb} it where it was "
+            "created"
+        )
 
 
 async def run_task(
@@ -95,7 +119,7 @@ async def run_task(
     task = load_task(task_path)
     registry = builtin_tools()
     registry.select(task.tools)  # an unknown tool in the allow-list fails before the run exists
-    model_name = _absolute_model(
+    model_name = absolute_model(
         model or task.model or settings.model or default_model_name(environ)
     )
     llm = make_model(model_name, settings, environ, base_dir=Path.cwd())
@@ -178,11 +202,7 @@ async def resume_run(
     async with await open_existing(settings, clock) as journal:
         run_id = await journal.resolve_run(run_ref)
         state, _ = await load_state(journal, run_id)
-        if state.workspace and Path(state.workspace) != workspace:
-            raise UserError(
-                f"run {run_id} works in {state.workspace!r}, but this journal is in "
-                f"{str(workspace)!r} (was the project moved?); resume it where it was created"
-            )
+        require_workspace(state, workspace, "resume")
         llm = make_model(state.model, settings, environ, base_dir=workspace)
         try:
             return await kernel_for(journal, llm, settings, clock, environ, observer).execute(

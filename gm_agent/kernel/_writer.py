@@ -27,6 +27,7 @@ from gm_agent.events import (
     Event,
     EventSource,
     FileChange,
+    FileMismatch,
     JobAmbiguous,
     JobResult,
     PatchApplied,
@@ -68,6 +69,16 @@ def shell_reply(exit_code: int | None, error: str | None, output: str) -> str:
     """What the model sees of a finished command: its exit code (or timeout), then its output."""
     header = error if error and "timed out" in error else f"exit code {exit_code}"
     return f"{header}\n{output}".rstrip("\n")
+
+
+def _mismatches(workspace: Path, changes: Sequence[PlannedChange]) -> list[FileMismatch]:
+    """Files of ``changes`` in neither their ``before`` nor their ``after`` state."""
+    return [
+        mismatch
+        for change in changes
+        if check_changes(workspace, [change.invert()])  # not already done
+        for mismatch in check_changes(workspace, [change])
+    ]
 
 
 def _describe(files: Sequence[FileChange]) -> str:
@@ -168,12 +179,13 @@ class WorkspaceWriter:
     async def _conflict(
         self,
         patch_id: str,
-        call_id: str,
+        call_id: str | None,
         changes: list[PlannedChange],
         cause: str | None,
     ) -> tuple[bool, str]:
-        """Record that ``changes`` were not applied: files differ from their ``before`` state."""
-        mismatches = await anyio.to_thread.run_sync(check_changes, self._workspace, changes)
+        """Record that ``changes`` were not applied: files differ from their ``before`` state
+        (a file a crash left already in its ``after`` state is not named)."""
+        mismatches = await anyio.to_thread.run_sync(_mismatches, self._workspace, changes)
         await self._emit(
             [PatchConflict(patch_id=patch_id, call_id=call_id, mismatches=tuple(mismatches))],
             cause,
@@ -211,16 +223,29 @@ class WorkspaceWriter:
         return True, _describe(files)
 
     async def complete(
-        self, patch_id: str, files: Sequence[FileChange], call_id: str | None, cause: str | None
+        self,
+        patch_id: str,
+        files: Sequence[FileChange],
+        call_id: str | None,
+        cause: str | None,
+        *,
+        force: bool = False,
     ) -> tuple[bool, str]:
-        """Finish a patch a crash cut off between ``patch.intent`` and ``patch.applied``."""
+        """Finish a patch a crash cut off between ``patch.intent`` and ``patch.applied``.
+
+        With ``force`` (a fork's ``--force`` restore), files in neither state are
+        overwritten too.
+        """
         shas = {s for f in files for s in (f.before_sha256, f.after_sha256) if s is not None}
-        blobs = {sha: await self._journal.get_blob(sha) for sha in shas}
+        blobs = await self._journal.get_blobs(shas)
         changes = [PlannedChange.from_record(f, blobs) for f in files]
         async with self._lock():
-            done = await anyio.to_thread.run_sync(complete_patch, self._workspace, changes)
-            if not done:
-                return await self._conflict(patch_id, call_id or "", changes, cause)
+            if force:
+                await anyio.to_thread.run_sync(
+                    lambda: apply_changes(self._workspace, changes, force=True, skip_done=True)
+                )
+            elif not await anyio.to_thread.run_sync(complete_patch, self._workspace, changes):
+                return await self._conflict(patch_id, call_id, changes, cause)
             await self._emit(
                 [PatchApplied(patch_id=patch_id, call_id=call_id, files=tuple(files))],
                 cause,

@@ -64,7 +64,7 @@ from gm_agent.kernel._decide import (
 from gm_agent.kernel._restore import plan_restore
 from gm_agent.kernel._writer import WorkspaceWriter
 from gm_agent.kernel.context import build_request
-from gm_agent.kernel.state import JobView, PatchView, RunState, evolve, fold
+from gm_agent.kernel.state import TERMINAL, JobView, PatchView, RunState, evolve, fold
 from gm_agent.llm import Model, Move
 from gm_agent.settings import Settings
 from gm_agent.tools import FileWrite, Finish, Reply, ShellCommand, Tool, ToolContext, ToolRegistry
@@ -229,8 +229,10 @@ class Kernel:
         self._tools = {t.name: t for t in self._registry.select(self._state.tools)}
         try:
             if self._state.status == "created" and self._state.parent_id is not None:
-                await self._restore_fork()
-            if self._state.status == "created":
+                await self._restore_fork()  # may end the run: files it cannot restore
+            if self._state.status in TERMINAL:
+                pass
+            elif self._state.status == "created":
                 await self._set_status("running")
             else:
                 await self._emit([RunResumed(owner=self._owner, status=self._state.status)])
@@ -251,22 +253,28 @@ class Kernel:
         """A fork's first act: files back to the fork point, as its first patch.
 
         After a crash, a restore cut off is finished; one already applied is kept.
+        Files edited since the parent changed them end the run as failed, unless
+        the fork was made with ``--force``.
         """
         state = self._state
         assert state.parent_id is not None and state.fork_seq is not None
+        (first,) = await self._journal.read(state.run_id, limit=1)
+        assert isinstance(first.data, RunForked)
+        force = first.data.force_restore
         started = [p for p in state.patches if p.status == "intent"]
         if started:
             ok, output = await self._writer().complete(
-                started[0].patch_id, started[0].files, None, None
+                started[0].patch_id, started[0].files, None, None, force=force
             )
         elif not state.patches:
-            changes = await plan_restore(self._journal, state.parent_id, state.fork_seq)
-            if not changes:
+            workspace = Path(state.workspace)
+            plan = await plan_restore(self._journal, workspace, state.parent_id, state.fork_seq)
+            if plan.edited and not force:
+                ok, output = False, _edited_message(plan.edited)
+            elif not plan.changes:
                 return
-            events = await self._journal.read_upto(state.run_id, state.last_seq)
-            forked = events[0].data
-            assert isinstance(forked, RunForked)
-            ok, output = await self._writer().restore(changes, forked.force_restore)
+            else:
+                ok, output = await self._writer().restore(plan.changes, force)
         else:
             return
         if not ok:
@@ -406,11 +414,7 @@ class Kernel:
     async def _checkpoint(self) -> None:
         """Save the state as a checkpoint, with its ``checkpoint.saved``, if at a safe point."""
         state = self._state
-        if (
-            state.open_calls
-            or state.open_jobs()
-            or any(p.status == "intent" for p in state.patches)
-        ):
+        if not state.at_rest():
             return  # not a safe point: something is in flight
         encoded = encode_state(state, self._stored_nodes)
         saved = CheckpointSaved(
@@ -582,6 +586,14 @@ class Kernel:
             call_id=call.call_id,
         )
         return await self._writer().shell(spec, cause)
+
+
+def _edited_message(paths: Sequence[str]) -> str:
+    names = ", ".join(repr(p) for p in paths)
+    return (
+        f"{names} changed since the parent run changed them (by you, or by another run "
+        "such as an earlier fork: `gm undo` it first); fork again with --force to overwrite"
+    )
 
 
 def _patch_reply(patch: PatchView) -> str:

@@ -47,6 +47,7 @@ from gm_agent.events import (
 __all__ = [
     "TERMINAL",
     "TRANSITIONS",
+    "Folder",
     "JobView",
     "PatchView",
     "RunState",
@@ -173,6 +174,13 @@ class RunState(BaseModel):
     fork_seq: int | None = None
     last_seq: int = 0
 
+    def at_rest(self) -> bool:
+        """At a safe point: no tool call announced without its result, no job without
+        an outcome, no patch announced but not applied (ARCHITECTURE.md, "safe point")."""
+        return not (
+            self.open_calls or self.open_jobs() or any(p.status == "intent" for p in self.patches)
+        )
+
     def open_jobs(self) -> list[JobView]:
         """Jobs with an intent and no outcome yet (in flight, or cut off by a crash)."""
         return [job for job in self.jobs if job.status == "started"]
@@ -233,6 +241,8 @@ class _Draft:
         self.changed_files = dict.fromkeys(state.changed_files)
         self.job_at = {job.job_id: i for i, job in enumerate(self.jobs)}
         self.patch_at = {patch.patch_id: i for i, patch in enumerate(self.patches)}
+        self.open_job_ids = {job.job_id for job in state.open_jobs()}
+        self.intent_ids = {p.patch_id for p in state.patches if p.status == "intent"}
 
     def freeze(self) -> RunState:
         # Every value comes from a validated state or event: no need to validate again.
@@ -320,6 +330,7 @@ class _Draft:
                     )
                 )
             case JobIntent():
+                self.open_job_ids.add(data.job_id)
                 self.job_at[data.job_id] = len(self.jobs)
                 self.jobs.append(
                     JobView(
@@ -333,19 +344,24 @@ class _Draft:
                     )
                 )
             case JobResult():
+                self.open_job_ids.discard(data.job_id)
                 status = "succeeded" if data.ok else "failed"
                 self.update_job(data.job_id, status=status, result=data)
             case JobAmbiguous():
+                self.open_job_ids.discard(data.job_id)
                 self.update_job(data.job_id, status="ambiguous")
             case JobCancelled():
+                self.open_job_ids.discard(data.job_id)
                 self.update_job(data.job_id, status="cancelled")
             case JobAttemptFailed():
                 pass
             case PatchIntent():
+                self.intent_ids.add(data.patch_id)
                 self.put_patch(
                     PatchView(patch_id=data.patch_id, call_id=data.call_id, files=data.files)
                 )
             case PatchApplied():
+                self.intent_ids.discard(data.patch_id)
                 seq = event.seq or 0
                 self.put_patch(
                     PatchView(
@@ -360,6 +376,7 @@ class _Draft:
                 for change in data.files:
                     self.changed_files.setdefault(change.path)
             case PatchConflict():
+                self.intent_ids.discard(data.patch_id)
                 self.put_patch(
                     PatchView(
                         patch_id=data.patch_id, call_id=data.call_id, files=(), status="conflict"
@@ -382,6 +399,8 @@ class _Draft:
                 self.changed_files.clear()
                 self.job_at.clear()
                 self.patch_at.clear()
+                self.open_job_ids.clear()
+                self.intent_ids.clear()
                 self.scalars.update(
                     run_id=event.run_id,
                     model=data.model,
@@ -423,8 +442,39 @@ def fold(events: Iterable[Event], state: RunState | None = None) -> RunState:
     Raises:
         IllegalTransition: an event moves the run's status illegally.
     """
-    draft = _Draft(state or RunState())
+    folder = Folder(state)
     with cycle_collection_paused():  # see gm_agent._bulk
         for event in events:
-            draft.apply(event)
-        return draft.freeze()
+            folder.add(event)
+        return folder.state
+
+
+class Folder:
+    """A fold in progress, for code that looks at the state between events (replay).
+
+    :meth:`add` costs what one event costs; :attr:`state` copies the state out
+    (linear in its size), so ask for it only where it is needed. :attr:`status`
+    and :meth:`at_rest` are cheap.
+    """
+
+    def __init__(self, state: RunState | None = None) -> None:
+        self._draft = _Draft(state or RunState())
+
+    def add(self, event: Event) -> None:
+        """Fold ``event`` in. Raises :class:`IllegalTransition` like :func:`evolve`."""
+        self._draft.apply(event)
+
+    @property
+    def state(self) -> RunState:
+        """The state so far."""
+        return self._draft.freeze()
+
+    @property
+    def status(self) -> RunStatus:
+        """The run's status so far."""
+        return self._draft.status
+
+    def at_rest(self) -> bool:
+        """:meth:`RunState.at_rest`, without copying the state."""
+        draft = self._draft
+        return not (draft.open_calls or draft.open_job_ids or draft.intent_ids)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
+
+from gm_agent.clock import SystemClock
+from gm_agent.events import RunForked, new_event
+from gm_agent.journal import Journal
 from tests.conftest import gm
 from tests.helpers import write_script, write_task
 
@@ -42,6 +50,19 @@ def after_step_1(events: list[dict[str, Any]]) -> int:
 def log(workspace: Path, run: str) -> list[dict[str, Any]]:
     result = gm("log", run, "--json", cwd=workspace)
     return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def fork(
+    workspace: Path,
+    run: str,
+    at: int,
+    *extra: str,
+    script: str = "fork.yaml",
+    env: dict[str, str] | None = None,
+) -> Any:
+    """`gm fork RUN --at AT -m scripted:SCRIPT ...` in the workspace."""
+    command = ("fork", run, "--at", str(at), "-m", f"scripted:{script}", *extra)
+    return gm(*command, cwd=workspace, env=env)
 
 
 def test_a_fork_restores_the_files_of_its_fork_point_and_goes_on_live(workspace: Path) -> None:
@@ -94,7 +115,7 @@ def test_a_fork_refuses_to_overwrite_files_edited_since_unless_forced(workspace:
     at = str(after_step_1(events))
     refused = gm("fork", parent, "--at", at, "-m", "scripted:fork.yaml", cwd=workspace)
     assert refused.returncode == 2
-    assert "'c.txt' changed since the run changed it" in refused.stderr
+    assert f"'c.txt' changed since run {parent} changed it" in refused.stderr
     assert "nothing was recorded" in refused.stderr
     assert len(gm("runs", "--json", cwd=workspace).stdout.splitlines()) == 1
     assert (workspace / "c.txt").read_text() == "my edit\n"
@@ -116,22 +137,11 @@ def test_a_fork_point_inside_a_tool_call_is_refused_with_the_nearest_safe_point(
 
 def test_a_fork_message_reaches_the_model_after_the_fork_point(workspace: Path) -> None:
     parent, events = parent_run(workspace)
-    at = str(after_step_1(events))
-    result = gm(
-        "fork",
-        parent,
-        "--at",
-        at,
-        "-m",
-        "scripted:fork.yaml",
-        "--message",
-        "Use caps.",
-        cwd=workspace,
-    )
+    result = fork(workspace, parent, after_step_1(events), "--message", "Use caps.")
     assert result.returncode == 0, result.stderr
-    fork = log(workspace, "last")
-    assert [e["kind"] for e in fork[:2]] == ["run.forked", "user.message"]
-    assert fork[1]["data"]["text"] == "Use caps."
+    forked = log(workspace, "last")
+    assert [e["kind"] for e in forked[:2]] == ["run.forked", "user.message"]
+    assert forked[1]["data"]["text"] == "Use caps."
     exported = gm("export", "last", cwd=workspace).stdout
     assert exported.index("Write files.") < exported.index("Use caps.")  # the whole history
 
@@ -168,3 +178,127 @@ def test_compare_names_the_first_differing_step_the_tokens_and_the_files(workspa
     assert " b.txt | +1 -1" in stat and " c.txt | +0 -1" in stat
     same = gm("compare", parent, parent, cwd=workspace).stdout
     assert "steps: the same 4 steps" in same and "both runs left the workspace the same" in same
+
+
+def test_a_fork_point_after_an_undo_keeps_what_the_undo_reverted_reverted(
+    workspace: Path,
+) -> None:
+    (workspace / "gm.toml").write_text("[checkpoint]\nevery_steps = 1\n")
+    write = lambda name: {  # noqa: E731
+        "tool_calls": [{"name": "write_file", "args": {"path": name, "content": f"{name}\n"}}]
+    }
+    write_script(workspace / "moves.yaml", [write("a"), write("b"), write("c"), {"finish": "ok"}])
+    write_script(workspace / "fork.yaml", [{}, {}, {}, {"finish": "forked"}])
+    task = write_task(workspace / "task.md", "Write.", model="scripted:moves.yaml")
+    crashed = gm("run", str(task), cwd=workspace, env={"GM_CRASH_AT": "checkpoint.after_save:2"})
+    assert crashed.returncode == -signal.SIGKILL  # after a and b were written
+    applied = [e for e in log(workspace, "last") if e["kind"] == "patch.applied"]
+    assert gm("undo", "last", "--to", str(applied[0]["seq"]), cwd=workspace).returncode == 0
+    assert gm("resume", "last", cwd=workspace).returncode == 0  # then c, then finish
+    events = log(workspace, "last")
+    after_c = [e["seq"] for e in events if e["kind"] == "tool.returned"][-2]
+    assert fork(workspace, "last", after_c).returncode == 0
+    assert sorted(p.name for p in workspace.glob("?")) == ["a", "c"]  # b stays undone
+
+
+def test_a_fork_of_a_fork_at_its_first_event_gets_the_files_of_that_fork_point(
+    workspace: Path,
+) -> None:
+    parent, events = parent_run(workspace)
+    at = after_step_1(events)
+    assert fork(workspace, parent, at).returncode == 0
+    first = log(workspace, "last")
+    grandchild = fork(workspace, first[0]["run_id"], first[0]["seq"], script="moves.yaml")
+    assert grandchild.returncode == 0, grandchild.stderr
+    # The files at the first fork's point: a.txt only, then the script's own writes.
+    assert (workspace / "a.txt").read_text() == "one\n"
+    assert (workspace / "b.txt").read_text() == "two\n"  # step 2 of moves.yaml
+    assert (workspace / "c.txt").read_text() == "three\n"  # step 3 of moves.yaml
+
+
+def test_a_second_fork_over_the_first_is_refused_and_forced_keeps_undo_exact(
+    workspace: Path,
+) -> None:
+    parent, events = parent_run(workspace)
+    at = after_step_1(events)
+    assert fork(workspace, parent, at).returncode == 0  # b.txt is now "TWO"
+    refused = fork(workspace, parent, at)
+    assert refused.returncode == 2
+    assert "another run such as an earlier fork: `gm undo` it first" in refused.stderr
+    forced = fork(workspace, parent, at, "--force", "--message", "again")
+    assert forced.returncode == 0, forced.stderr
+    assert gm("undo", "last", cwd=workspace).returncode == 0
+    assert (workspace / "b.txt").read_text() == "TWO\n"  # the first fork's, byte for byte
+
+
+def test_a_parent_stopped_in_the_middle_of_a_change_must_be_resumed_first(
+    workspace: Path,
+) -> None:
+    write_script(workspace / "moves.yaml", PARENT)
+    task = write_task(workspace / "task.md", "Write.", model="scripted:moves.yaml")
+    crashed = gm("run", str(task), cwd=workspace, env={"GM_CRASH_AT": "patch.after_write:2"})
+    assert crashed.returncode == -signal.SIGKILL
+    result = gm("fork", "last", "--at", "10", cwd=workspace)
+    assert result.returncode == 2
+    assert "stopped in the middle of a change; run `gm resume" in result.stderr
+
+
+def test_a_fork_in_a_copied_project_is_refused(workspace: Path) -> None:
+    parent, events = parent_run(workspace)
+    copy = workspace.parent / "copy"
+    shutil.copytree(workspace, copy)
+    result = fork(copy, parent, after_step_1(events))
+    assert result.returncode == 2
+    assert "was the project moved or copied?" in result.stderr
+
+
+def test_fork_points_that_are_not_the_parents_safe_events_are_refused(workspace: Path) -> None:
+    parent, events = parent_run(workspace)
+    last = events[-1]["seq"]
+    for at, message in [
+        (0, f"seq 0 is not an event of run {parent} (its events are seqs 1 to {last}"),
+        (last + 5, f"seq {last + 5} is not an event of run {parent}"),
+        (1, f"seq 1 comes before run {parent} was given its task"),
+    ]:
+        result = gm("fork", parent, "--at", str(at), cwd=workspace)
+        assert result.returncode == 2 and message in result.stderr, (at, result.stderr)
+    fork(workspace, parent, after_step_1(events))
+    child = log(workspace, "last")
+    inherited = gm("fork", child[0]["run_id"], "--at", "3", cwd=workspace)
+    assert f"fork that one (`gm fork {parent} --at 3`)" in inherited.stderr
+
+
+def test_a_fork_that_cannot_restore_fails_clearly_and_a_cut_off_fork_is_resumable(
+    workspace: Path,
+) -> None:
+    parent, events = parent_run(workspace)
+    at = after_step_1(events)
+
+    async def record_fork_without_running_it() -> None:
+        async with await Journal.open(workspace / ".gm" / "journal.db") as journal:
+            forked = RunForked(
+                parent_id=parent,
+                fork_seq=at,
+                task="t",
+                model=f"scripted:{workspace / 'fork.yaml'}",
+                max_steps=9,
+            )
+            await journal.append([new_event(SystemClock(), "FORK", "user", forked)])
+
+    anyio.run(record_fork_without_running_it)  # as if `gm fork` died right after
+    (workspace / "c.txt").write_text("my edit\n")
+    assert "orphaned" in gm("runs", cwd=workspace).stdout.splitlines()[1]
+    resumed = gm("resume", "--all", cwd=workspace)
+    assert resumed.returncode == 1
+    assert "failed: cannot restore the fork point: 'c.txt' changed since" in resumed.stdout
+    assert (workspace / "c.txt").read_text() == "my edit\n"
+
+
+def test_a_forks_scripted_model_is_found_again_from_anywhere(workspace: Path) -> None:
+    parent, events = parent_run(workspace)
+    crashed = fork(
+        workspace, parent, after_step_1(events), env={"GM_CRASH_AT": "job.after_intent:1"}
+    )
+    assert crashed.returncode == -signal.SIGKILL
+    resumed = gm("-C", str(workspace), "resume", "last", cwd=Path(os.sep))
+    assert resumed.returncode == 0, resumed.stderr

@@ -236,7 +236,7 @@ def test_a_run_is_resumed_only_where_it_was_created(workspace: Path, tmp_path: P
     )
     moved = workspace.rename(tmp_path / "moved")
     refused = gm("resume", "last", cwd=moved)
-    assert refused.returncode == 2 and "was the project moved?" in refused.stderr
+    assert refused.returncode == 2 and "was the project moved or copied?" in refused.stderr
 
 
 def test_a_crash_right_after_a_checkpoint_resumes_from_it_and_repeats_nothing(

@@ -143,3 +143,36 @@ async def test_recorded_replay_names_a_tool_the_current_loop_no_longer_has(
     problem = report.first_divergence
     assert problem is not None and problem.seq == seq_of(workspace, "tool.called", 1)
     assert "run_shell" in problem.message and "no longer has" in problem.message
+
+
+def test_recorded_replay_checks_how_the_run_ended(workspace: Path) -> None:
+    write_script(workspace / "moves.yaml", [{"text": "All done."}])
+    task = write_task(workspace / "task.md", "Say it.", model="scripted:moves.yaml")
+    assert gm("run", str(task), cwd=workspace).returncode == 0
+    seq = seq_of(workspace, "run.finished")
+    copy = tamper(
+        workspace,
+        "UPDATE events SET data = replace(data, 'All done.', 'Other.') WHERE seq = ?",
+        seq,
+    )
+    result = gm("replay", "last", "--recorded", "-q", cwd=copy)
+    assert result.returncode == 1
+    assert f"diverges at seq {seq}: the run ended as succeeded; the loop would end" in result.stderr
+
+
+def test_events_cut_off_the_end_are_found_and_never_loaded_from_a_checkpoint(
+    workspace: Path,
+) -> None:
+    run_id = recorded_run(workspace)
+    copy = workspace.parent / "cut"
+    shutil.copytree(workspace, copy)
+    with sqlite3.connect(copy / ".gm" / "journal.db") as conn:
+        conn.execute("DROP TRIGGER events_no_delete")
+        (last,) = conn.execute("SELECT max(seq) FROM events").fetchone()
+        conn.execute("DELETE FROM events WHERE seq > ?", (last - 3,))
+    result = gm("replay", "last", "-q", cwd=copy)
+    assert result.returncode == 1
+    assert f"diverges at seq {last - 2}:" in result.stderr
+    assert "events missing from the end" in result.stderr
+    status = gm("status", run_id, cwd=copy).stdout  # the exit checkpoint is past the end now
+    assert "status   running" in status

@@ -27,7 +27,15 @@ from gm_agent.events import (
     ToolReturned,
     UserMessage,
 )
-from gm_agent.kernel import TERMINAL, TRANSITIONS, RunState, check_transition, evolve, fold
+from gm_agent.kernel import (
+    TERMINAL,
+    TRANSITIONS,
+    Folder,
+    RunState,
+    check_transition,
+    evolve,
+    fold,
+)
 from tests.helpers import events_of
 
 CREATED = RunCreated(
@@ -275,3 +283,13 @@ def test_a_fork_keeps_the_conversation_and_starts_its_own_jobs_and_patches() -> 
     assert state.conversation == parent.conversation and state.step == parent.step
     assert state.usage == parent.usage
     assert (state.jobs, state.patches, state.changed_files) == ((), (), ())
+
+
+def test_a_folder_knows_a_safe_point_as_the_state_does() -> None:
+    folder = Folder()
+    seen = []
+    for event in events_of(FakeClock(), "R", *MIXED):
+        folder.add(event)
+        assert folder.at_rest() == folder.state.at_rest()
+        seen.append(folder.at_rest())
+    assert False in seen and True in seen  # inside the shell call, and between steps
