@@ -206,6 +206,20 @@ def _step_lines(step: StepView | None) -> list[str]:
     return lines
 
 
+def _calls_from(run: RunSummary, first: int) -> str:
+    """The tool calls of ``run`` from step ``first`` on: how many of each, how many failed."""
+    counts: dict[str, int] = {}
+    failed = 0
+    for step in run.steps[first - 1 :]:
+        for name, _, ok, _ in step.calls:
+            counts[name] = counts.get(name, 0) + 1
+            failed += ok is False
+    if not counts:
+        return "no tool calls"
+    calls = ", ".join(f"{name} ×{n}" for name, n in counts.items())
+    return f"{calls} ({failed} failed)"
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -231,6 +245,8 @@ def comparison_lines(result: Comparison) -> list[str]:
             lines += _step_lines(run.steps[n - 1] if n <= len(run.steps) else None)
         extra_a, extra_b = max(len(a.steps) - n, 0), max(len(b.steps) - n, 0)
         lines.append(f"  after it: A took {_count(extra_a, 'more step')}, B {extra_b}")
+        for label, run in (("A", a), ("B", b)):
+            lines.append(f"  {label} from step {n}: {_calls_from(run, n)}")
     for label, run in (("A", a), ("B", b)):
         lines.append(f"{label} ended {run.status}: {_short(run.summary or run.error or '', 100)}")
     return lines

@@ -172,6 +172,8 @@ def test_compare_names_the_first_differing_step_the_tokens_and_the_files(workspa
     assert '→ write_file(content="TWO\\n", path="b.txt")' in out
     assert "tokens" in out and "A ended succeeded: wrote a, b and c" in out
     assert "B ended succeeded: wrote b differently" in out
+    assert "A from step 2: write_file ×1, run_shell ×1, finish ×1 (0 failed)" in out
+    assert "B from step 2: write_file ×1, finish ×1 (0 failed)" in out
     assert "-two\n+TWO" in out  # b.txt from A's result to B's
     assert "--- a/c.txt" in out  # c.txt exists only in A's result
     stat = gm("compare", parent, "last", "--stat", cwd=workspace).stdout
