@@ -25,6 +25,7 @@ from gm_agent.events import (
     RunForked,
     RunResumed,
     RunStatusChanged,
+    SandboxProbed,
     ToolCalled,
     ToolReturned,
     UserMessage,
@@ -67,6 +68,8 @@ def progress_line(event: Event) -> str | None:
             return f"paused: {data.reason or ''}"
         case RunResumed():
             return f"resumed run {event.run_id} (it was {data.status})"
+        case SandboxProbed() if data.backend == "none":
+            return f"! shell commands run unconfined: {data.detail}"
         case RunForked():
             return (
                 f"run {event.run_id} · fork of {data.parent_id} at seq {data.fork_seq} "
@@ -126,6 +129,8 @@ def log_line(event: Event) -> str:
             gist = f"from {data.parent_id} at seq {data.fork_seq}, model={data.model}"
         case CheckpointSaved():
             gist = f"state after seq {data.upto_seq}, step {data.steps}: {data.state_hash[:16]}"
+        case SandboxProbed():
+            gist = f"{data.backend}: {data.detail}"
         case RunFinished():
             gist = f"{data.status}: {data.summary or data.error or ''}"
         case _:

@@ -48,6 +48,7 @@ __all__ = [
     "RunResumed",
     "RunStatus",
     "RunStatusChanged",
+    "SandboxProbed",
     "TerminalStatus",
     "TokenUsage",
     "ToolCallData",
@@ -399,6 +400,20 @@ class CheckpointSaved(_Frozen):
     steps: int
 
 
+class SandboxProbed(_Frozen):
+    """How the process now executing the run confines its shell commands.
+
+    ``backend`` is ``bubblewrap`` or ``none`` (commands run unconfined);
+    ``detail`` says why. Recorded each time a process takes the run on.
+    """
+
+    kind: Literal["sandbox.probed"] = "sandbox.probed"
+    v: int = 1
+    backend: Literal["bubblewrap", "none"]
+    network: bool = False
+    detail: str = ""
+
+
 class RunFinished(_Frozen):
     """A run reached a terminal status, with a summary (success) or an error."""
 
@@ -429,6 +444,7 @@ AnyEventData = Annotated[
     | RunResumed
     | RunForked
     | CheckpointSaved
+    | SandboxProbed
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -13,6 +13,10 @@ A task's front matter and command-line options override these per run (see
     every_steps = 10             # and/or
     every_s = 60
 
+    [sandbox]
+    backend = "auto"             # auto | bubblewrap | none
+    network = false
+
     [providers.openai]
     base_url = "http://127.0.0.1:8080/v1"
 
@@ -35,6 +39,7 @@ __all__ = [
     "CheckpointSettings",
     "JournalSettings",
     "ProviderSettings",
+    "SandboxSettings",
     "Settings",
     "ToolSettings",
     "load_settings",
@@ -60,6 +65,21 @@ class CheckpointSettings(_Section):
 
     every_steps: int = Field(default=10, ge=1)
     every_s: float = Field(default=60.0, gt=0)
+
+
+class SandboxSettings(_Section):
+    """``[sandbox]``: how shell commands are confined (see docs/sandbox.md).
+
+    ``backend``: ``auto`` (bubblewrap when it works here, else none), ``bubblewrap``
+    (refuse to run commands unconfined), or ``none``. ``network``: let commands
+    reach the network. ``max_file_bytes`` and ``max_memory_bytes`` are rlimits
+    (RLIMIT_FSIZE, RLIMIT_AS) in bytes; ``max_memory_bytes = 0`` means no limit.
+    """
+
+    backend: Literal["auto", "bubblewrap", "none"] = "auto"
+    network: bool = False
+    max_file_bytes: int = Field(default=1 << 30, ge=1 << 20)
+    max_memory_bytes: int = Field(default=0, ge=0)
 
 
 class ProviderSettings(_Section):
@@ -93,6 +113,7 @@ class Settings(_Section):
     """Seconds one model request may take before it is stopped and retried."""
     journal: JournalSettings = JournalSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
+    sandbox: SandboxSettings = SandboxSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     tools: ToolSettings = ToolSettings()
 

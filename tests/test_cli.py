@@ -145,3 +145,25 @@ def test_export_gives_a_markdown_transcript_and_json_lines(workspace: Path) -> N
     assert transcript.rstrip().endswith("created hello.txt")
     jsonl = gm("export", "last", "--format", "jsonl", cwd=workspace).stdout
     assert jsonl == gm("log", "last", "--json", cwd=workspace).stdout
+
+
+def test_doctor_says_what_works_here_and_fails_on_an_unreachable_model(workspace: Path) -> None:
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        up = gm("doctor", cwd=workspace, env={"GM_MODEL": url})
+        assert up.returncode == 0, up.stdout
+        lines = up.stdout.splitlines()
+        assert lines[0].split()[1] == "sandbox"
+        assert lines[1].startswith("✓ journal  none yet")
+        assert lines[2].startswith(f"✓ model    {url}: {url} answers (HTTP 501)")
+    finally:
+        server.shutdown()
+        server.server_close()
+    down = gm("doctor", cwd=workspace, env={"GM_MODEL": url})
+    assert down.returncode == 1 and "cannot be reached" in down.stdout
+    assert not (workspace / ".gm").exists()  # the doctor writes nothing

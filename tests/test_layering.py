@@ -14,7 +14,7 @@ LAYERS = {
     0: {"events", "errors", "clock", "settings", "faults", "_bulk", "__init__"},
     1: {"journal", "llm", "jobs", "patches", "tools", "policy", "skills"},
     2: {"kernel"},
-    3: {"triggers", "tui", "cli", "_render", "_export", "__main__"},
+    3: {"triggers", "tui", "cli", "_render", "_export", "_doctor", "__main__"},
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 

@@ -41,6 +41,7 @@ for command in (
     _runs.log,
     _runs.status,
     _runs.export,
+    _runs.doctor,
     _changes.diff,
     _changes.undo,
     _changes.redo,

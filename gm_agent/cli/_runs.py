@@ -175,6 +175,8 @@ def status(ctx: click.Context, run_ref: str) -> None:
         click.echo(f"fork of  {state.parent_id} at seq {state.fork_seq}")
     click.echo(f"steps    {state.step} of {state.max_steps}")
     click.echo(f"tokens   {state.usage.input_tokens} in, {state.usage.output_tokens} out")
+    if state.sandbox:
+        click.echo(f"sandbox  {state.sandbox}")
     if state.changed_files:
         click.echo(f"changed  {', '.join(state.changed_files)}")
     if state.summary:
@@ -211,3 +213,19 @@ def export(ctx: click.Context, run_ref: str, fmt: str) -> None:
             click.echo(json_line(event))
     else:
         click.echo(markdown_transcript(events), nl=False)
+
+
+@click.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """What works here: the shell sandbox, the journal, the default model.
+
+    Writes nothing. Exit 1 when something needed does not work.
+    """
+    from gm_agent._doctor import diagnose
+
+    checks = run_async(lambda: diagnose(workspace_of(ctx), os.environ))
+    marks = {"ok": "✓", "warn": "!", "fail": "✗"}
+    for check in checks:
+        click.echo(f"{marks[check.status]} {check.name:<8} {check.detail}")
+    sys.exit(1 if any(c.status == "fail" for c in checks) else 0)

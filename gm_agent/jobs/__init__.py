@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gm_agent.jobs._protocol import JobOutcome, JobSpec, args_digest, idempotency_key
 from gm_agent.jobs._runner import Emit, JobRunner, RetryPolicy
+from gm_agent.jobs.sandbox import SandboxBackend, ShellSandbox, probe_sandbox
 from gm_agent.jobs.shell import ShellResult, run_shell, scrub_env
 
 __all__ = [
@@ -12,9 +13,12 @@ __all__ = [
     "JobRunner",
     "JobSpec",
     "RetryPolicy",
+    "SandboxBackend",
     "ShellResult",
+    "ShellSandbox",
     "args_digest",
     "idempotency_key",
+    "probe_sandbox",
     "run_shell",
     "scrub_env",
 ]

@@ -19,6 +19,8 @@ from pathlib import Path
 import anyio
 from anyio.abc import Process
 
+from gm_agent.jobs.sandbox import ShellSandbox
+
 __all__ = [
     "DEFAULT_GRACE_S",
     "ShellResult",
@@ -120,13 +122,36 @@ def _signal_group(process: Process, sig: signal.Signals) -> None:
 
 
 def _group_alive(process: Process) -> bool:
+    """Whether a process of the command's group still runs (zombies do not count).
+
+    A zombie may wait for a long time: bubblewrap's inner process is reaped by
+    PID 1, and in a container PID 1 may never reap anything. ``/proc/PID/stat``
+    gives each process's state and group (proc(5)); without ``/proc``, any
+    member at all counts (``killpg(pgid, 0)``).
+    """
     try:
-        os.killpg(process.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        entries = os.listdir("/proc")
+    except OSError:
+        entries = None
+    if entries is None:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[2] == str(process.pid).encode() and fields[0] != b"Z":
+            return True
+    return False
 
 
 async def _stop_group(process: Process, grace_s: float) -> None:
@@ -150,8 +175,9 @@ async def run_shell(
     env: Mapping[str, str],
     output_cap_bytes: int,
     grace_s: float = DEFAULT_GRACE_S,
+    sandbox: ShellSandbox | None = None,
 ) -> ShellResult:
-    """Run ``command`` with ``/bin/sh -c`` in ``cwd``.
+    """Run ``command`` with ``/bin/sh -c`` in ``cwd``, confined by ``sandbox`` when given.
 
     Args:
         command: the shell command line.
@@ -160,14 +186,17 @@ async def run_shell(
         env: the complete environment for the command (scrub it first).
         output_cap_bytes: most bytes of output kept for the result.
         grace_s: seconds between SIGTERM and SIGKILL.
+        sandbox: how to confine it (see :mod:`gm_agent.jobs.sandbox`); ``None``
+            runs a plain ``/bin/sh -c`` with no limits.
 
     Cancellation stops the process group the same way and re-raises.
     """
     kept = _HeadTail(output_cap_bytes)
     timed_out = False
     drained = anyio.Event()
+    argv = ["/bin/sh", "-c", command] if sandbox is None else sandbox.argv(command, cwd)
     process = await anyio.open_process(
-        ["/bin/sh", "-c", command],
+        argv,
         cwd=cwd,
         env=dict(env),
         stdin=subprocess.DEVNULL,

@@ -400,6 +400,13 @@ class Journal:
             raise translate(self.path, exc) from exc
         return _parse_rows(rows)
 
+    async def integrity(self) -> str:
+        """SQLite's ``PRAGMA quick_check`` verdict: ``"ok"``, or what is damaged."""
+        try:
+            return str((await fetchone(self._conn, "PRAGMA quick_check(1)"))[0])
+        except sqlite3.Error as exc:
+            raise translate(self.path, exc) from exc
+
     async def verify_chain(self, run_id: str) -> int | None:
         """The seq of ``run_id``'s first event changed since it was written, or ``None``.
 

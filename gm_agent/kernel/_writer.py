@@ -35,7 +35,7 @@ from gm_agent.events import (
     PatchIntent,
 )
 from gm_agent.faults import crash_point
-from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, run_shell, scrub_env
+from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, ShellSandbox, run_shell, scrub_env
 from gm_agent.journal import Journal
 from gm_agent.kernel.state import JobView
 from gm_agent.patches import (
@@ -105,6 +105,7 @@ class WorkspaceWriter:
         emit: the kernel's commit function.
         limits: tool limits (shell output cap).
         environ: the environment shell commands inherit, before secrets are removed.
+        sandbox: how shell commands are confined (``None``: a plain process).
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class WorkspaceWriter:
         emit: EmitFn,
         limits: ToolSettings,
         environ: Mapping[str, str],
+        sandbox: ShellSandbox | None = None,
     ) -> None:
         self._journal = journal
         self._clock = clock
@@ -124,6 +126,7 @@ class WorkspaceWriter:
         self._emit = emit
         self._limits = limits
         self._environ = environ
+        self._sandbox = sandbox
         self._snapshot: Snapshot | None = None
 
     def _lock(self) -> WriterLock:
@@ -280,6 +283,7 @@ class WorkspaceWriter:
                         timeout_s=timeout_s,
                         env=scrub_env(self._environ),
                         output_cap_bytes=self._limits.shell_output_cap_bytes,
+                        sandbox=self._sandbox,
                     )
                     error = None
                     if result.timed_out:

@@ -43,6 +43,7 @@ from gm_agent.events import (
     RunResumed,
     RunStatus,
     RunStatusChanged,
+    SandboxProbed,
     TerminalStatus,
     ToolCallData,
     ToolCalled,
@@ -50,7 +51,7 @@ from gm_agent.events import (
     new_event,
 )
 from gm_agent.faults import crash_point
-from gm_agent.jobs import JobOutcome, JobRunner, JobSpec
+from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, ShellSandbox, probe_sandbox
 from gm_agent.journal import DEFAULT_LEASE_S, CheckpointRecord, Journal, new_owner
 from gm_agent.kernel._checkpoint import encode_state, load_state
 from gm_agent.kernel._decide import (
@@ -155,6 +156,7 @@ class Kernel:
         self._checkpointed = (0, 0.0)  # (step, monotonic seconds) of the last checkpoint
         self._tools: dict[str, Tool] = {}
         self._workspace_writer: WorkspaceWriter | None = None
+        self._sandbox: ShellSandbox | None = None
 
     @property
     def state(self) -> RunState:
@@ -238,6 +240,8 @@ class Kernel:
                 await self._emit([RunResumed(owner=self._owner, status=self._state.status)])
                 if self._state.status != "running":
                     await self._set_status("running", "resumed")
+            if self._state.status == "running":
+                await self._probe_sandbox()
             while self._state.status == "running":
                 await self._advance()
             await self._checkpoint()
@@ -248,6 +252,31 @@ class Kernel:
             await self._stop(f"stopped by an error in gm: {exc}")
             raise
         return RunOutcome(run_id, self._state.status, self._state.summary, self._state.error)
+
+    async def _probe_sandbox(self) -> None:
+        """Learn how this machine confines shell commands, and journal it."""
+        wanted = self._settings.sandbox
+        sandbox = await anyio.to_thread.run_sync(
+            lambda: probe_sandbox(
+                Path(self._state.workspace),
+                wanted=wanted.backend,
+                network=wanted.network,
+                max_file_bytes=wanted.max_file_bytes,
+                max_memory_bytes=wanted.max_memory_bytes or None,
+            )
+        )
+        self._sandbox = sandbox
+        self._workspace_writer = None  # made again with the sandbox when next needed
+        probed = SandboxProbed(
+            backend=sandbox.backend, network=sandbox.network, detail=sandbox.detail
+        )
+        await self._emit([probed])
+        if wanted.backend == "bubblewrap" and not sandbox.effective:
+            await self._finish(
+                "failed",
+                error=f"gm.toml asks for the bubblewrap sandbox, but {sandbox.detail}; "
+                'install it, or set [sandbox] backend = "auto" to run commands unconfined',
+            )
 
     async def _restore_fork(self) -> None:
         """A fork's first act: files back to the fork point, as its first patch.
@@ -340,6 +369,7 @@ class Kernel:
                 self._emit,
                 self._settings.tools,
                 self._environ,
+                self._sandbox,
             )
         return self._workspace_writer
 

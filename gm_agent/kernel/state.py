@@ -37,6 +37,7 @@ from gm_agent.events import (
     RunResumed,
     RunStatus,
     RunStatusChanged,
+    SandboxProbed,
     TokenUsage,
     ToolCallData,
     ToolCalled,
@@ -144,6 +145,7 @@ class RunState(BaseModel):
         changed_files: workspace paths changed by applied patches, first change first.
         last_response_id: the event id of the latest ``model.response``.
         resumes: how many times a process took the run over after a stop.
+        sandbox: how shell commands are confined now (``bubblewrap`` or ``none``).
         parent_id: the run this one was forked from, if it is a fork.
         fork_seq: the parent's last event this fork's history includes.
         last_seq: the seq of the last event folded in.
@@ -170,6 +172,7 @@ class RunState(BaseModel):
     error: str | None = None
     last_response_id: str | None = None
     resumes: int = 0
+    sandbox: str | None = None
     parent_id: str | None = None
     fork_seq: int | None = None
     last_seq: int = 0
@@ -412,6 +415,8 @@ class _Draft:
                 )
             case CheckpointSaved():
                 pass
+            case SandboxProbed():
+                self.scalars["sandbox"] = data.backend
             case RunFinished():
                 if self.status != data.status:
                     raise IllegalTransition(

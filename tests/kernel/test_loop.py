@@ -79,6 +79,7 @@ async def test_a_scripted_run_journals_exactly_this_sequence(workspace: Path) ->
         "run.created",
         "user.message",
         "run.status_changed",
+        "sandbox.probed",  # how this process confines shell commands
         *model_step,
         "tool.called",
         "patch.intent",

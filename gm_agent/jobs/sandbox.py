@@ -1,0 +1,129 @@
+"""The sandbox shell commands run in: bubblewrap when it works here, else none.
+
+Under bubblewrap (``bwrap``, the sandbox Flatpak uses) a command sees:
+
+- the whole file system read-only, the workspace writable, and the workspace's
+  ``.git/`` and ``.gm/`` read-only again (the journal and the repository are
+  not the command's to change);
+- a private ``/tmp``, its own ``/dev`` and ``/proc``;
+- new PID, IPC, UTS and network namespaces: no network at all unless allowed,
+  not even 127.0.0.1, and no signal can reach gm's own processes;
+- ``--die-with-parent``: if gm dies, the sandbox dies with it.
+
+Inside, ``ulimit`` caps the size of any file the command writes and its
+address space (rlimits RLIMIT_FSIZE and RLIMIT_AS; POSIX ``ulimit``).
+
+:func:`probe_sandbox` runs ``true`` in the sandbox once to learn whether it
+works on this machine (bubblewrap needs user namespaces when not run as root;
+some containers forbid them). Where it does not, commands run without one and
+the run's journal says so (``sandbox.probed``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["SandboxBackend", "ShellSandbox", "probe_sandbox"]
+
+SandboxBackend = Literal["bubblewrap", "none"]
+
+_PROTECTED = (".git", ".gm")
+
+
+@dataclass(frozen=True)
+class ShellSandbox:
+    """How shell commands are confined.
+
+    Attributes:
+        backend: ``bubblewrap``, or ``none`` (commands run as plain processes).
+        network: allow network access from inside the sandbox.
+        max_file_bytes: the largest file a command may write (RLIMIT_FSIZE), bytes.
+        max_memory_bytes: the command's address space (RLIMIT_AS), bytes; ``None``
+            for no limit.
+        detail: why the backend is what it is (for ``gm doctor`` and the journal).
+    """
+
+    backend: SandboxBackend
+    network: bool = False
+    max_file_bytes: int = 1 << 30
+    max_memory_bytes: int | None = None
+    detail: str = ""
+
+    @property
+    def effective(self) -> bool:
+        """Whether commands are actually confined."""
+        return self.backend != "none"
+
+    def argv(self, command: str, workspace: Path) -> list[str]:
+        """The process to start for ``command`` run in ``workspace``."""
+        limits = [f"ulimit -f {max(self.max_file_bytes // 512, 1)}"]  # in 512-byte blocks
+        if self.max_memory_bytes is not None:
+            limits.append(f"ulimit -v {max(self.max_memory_bytes // 1024, 1)}")  # in KiB
+        shell = ["/bin/sh", "-c", " && ".join([*limits, 'exec /bin/sh -c "$1"']), "sh", command]
+        if self.backend == "none":
+            return shell
+        return [*bubblewrap_prefix(workspace, network=self.network), *shell]
+
+
+def bubblewrap_prefix(workspace: Path, *, network: bool) -> list[str]:
+    """``bwrap`` and its options, up to the ``--`` before the confined command.
+
+    Option meanings: bubblewrap's manual, bwrap(1).
+    """
+    options = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    options += ["--tmpfs", "/tmp", "--bind", str(workspace), str(workspace)]
+    for name in _PROTECTED:
+        inside = workspace / name
+        if inside.exists():
+            options += ["--ro-bind", str(inside), str(inside)]
+    options += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    if not network:
+        options.append("--unshare-net")
+    options += ["--die-with-parent", "--chdir", str(workspace), "--"]
+    return options
+
+
+def probe_sandbox(
+    workspace: Path,
+    *,
+    wanted: Literal["auto", "bubblewrap", "none"] = "auto",
+    network: bool = False,
+    max_file_bytes: int = 1 << 30,
+    max_memory_bytes: int | None = None,
+    timeout_s: float = 10.0,
+) -> ShellSandbox:
+    """The sandbox that works here: bubblewrap if ``bwrap true`` succeeds, else none.
+
+    Args:
+        workspace: the directory commands run in.
+        wanted: ``auto`` (bubblewrap when it works), ``bubblewrap`` (the same; the
+            caller should refuse to run unconfined if it does not work), or ``none``.
+        network: let commands reach the network.
+        max_file_bytes, max_memory_bytes: rlimits, see :class:`ShellSandbox`.
+        timeout_s: how long the probe may take, in seconds.
+
+    Blocks for one process start (a few milliseconds); call it from a thread.
+    """
+
+    def made(backend: SandboxBackend, detail: str) -> ShellSandbox:
+        return ShellSandbox(backend, network, max_file_bytes, max_memory_bytes, detail)
+
+    if wanted == "none":
+        return made("none", 'turned off in gm.toml ([sandbox] backend = "none")')
+    if shutil.which("bwrap") is None:
+        return made("none", "bubblewrap is not installed (Debian/Ubuntu: apt install bubblewrap)")
+    argv: Sequence[str] = [*bubblewrap_prefix(workspace, network=network), "/bin/true"]
+    try:
+        probe = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return made("none", f"bubblewrap did not start: {exc}")
+    if probe.returncode != 0:
+        reason = probe.stderr.strip().splitlines()[-1:] or [f"exit code {probe.returncode}"]
+        return made("none", f"bubblewrap cannot run here: {reason[0]}")
+    net = "with network" if network else "no network"
+    return made("bubblewrap", f"bubblewrap: read-only system, writable workspace, {net}")
