@@ -7,6 +7,9 @@ from collections.abc import Iterable
 from typing import Any, assert_never
 
 from gm_agent.events import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     CheckpointSaved,
     Event,
     JobAmbiguous,
@@ -61,6 +64,15 @@ def progress_line(event: Event) -> str | None:
             return f"· step done in {data.duration_ms} ms, {tokens} tokens{text}"
         case ToolCalled():
             return f"→ {data.name}({_args(data.args)})"
+        case ApprovalRequested():
+            return (
+                f"? {data.name}({_args(data.args)}) {data.reason}. Answer from another "
+                f"terminal: `gm approve {event.run_id}` or `gm deny {event.run_id} --reason ...`"
+            )
+        case ApprovalGranted():
+            return f"  approved by {data.by}"
+        case ApprovalDenied():
+            return f"  denied: {data.reason or 'no reason given'}"
         case ToolReturned():
             mark = "✓" if data.ok else "✗"
             return f"  {mark} {_short(data.output)}"
@@ -101,6 +113,16 @@ def log_line(event: Event) -> str:
             gist = f"text={_short(data.text, 60)!r} calls=[{calls}] tokens={data.usage.input_tokens}+{data.usage.output_tokens}"
         case ToolCalled():
             gist = f"{data.call_id} {data.name}({_args(data.args)})"
+            if data.decision is not None:
+                gist += f" [{data.decision}: {data.rule}]"
+        case ApprovalRequested():
+            gist = f"{data.call_id} {data.name}({_args(data.args)}) {data.risk}: {data.reason}"
+        case ApprovalGranted():
+            gist = f"{data.call_id} by {data.by}" + (
+                f", always ({data.always})" if data.always else ""
+            )
+        case ApprovalDenied():
+            gist = f"{data.call_id}: {data.reason or 'no reason given'}"
         case ToolReturned():
             gist = f"{data.call_id} {'ok' if data.ok else 'error'}: {_short(data.output, 100)}"
         case JobIntent():

@@ -25,6 +25,9 @@ from gm_agent.clock import Clock, format_timestamp
 __all__ = [
     "JOB_OUTPUT_CAP_BYTES",
     "AnyEventData",
+    "ApprovalDenied",
+    "ApprovalGranted",
+    "ApprovalRequested",
     "CheckpointSaved",
     "Event",
     "EventSource",
@@ -143,6 +146,8 @@ class RunCreated(_Frozen):
     tools: tuple[str, ...] | None = None
     instructions: str | None = None
     workspace: str
+    rules: tuple[dict[str, JsonValue], ...] = ()
+    """The task's policy rules (gm.toml's are read when the run executes)."""
 
 
 class RunStatusChanged(_Frozen):
@@ -189,13 +194,57 @@ class ModelResponse(_Frozen):
 
 
 class ToolCalled(_Frozen):
-    """The kernel is about to carry out one tool call of the model's move."""
+    """The kernel is about to carry out one tool call of the model's move.
+
+    ``decision`` is the policy's (``allow``, ``deny``; ``approved`` or ``denied``
+    after an approval was asked for), ``risk`` the call's risk and ``rule`` the key
+    of the rule (or risk) that decided; see docs/policy.md.
+    """
 
     kind: Literal["tool.called"] = "tool.called"
     v: int = 1
     call_id: str
     name: str
     args: dict[str, JsonValue] = Field(default_factory=dict)
+    decision: Literal["allow", "deny", "approved", "denied"] | None = None
+    risk: Literal["safe", "elevated", "dangerous"] | None = None
+    rule: str | None = None
+
+
+class ApprovalRequested(_Frozen):
+    """A tool call needs a person's approval; the run waits (``waiting``, reason ``approval``).
+
+    ``rule`` is the key of the rule (or risk) that asked, ``reason`` says why.
+    """
+
+    kind: Literal["approval.requested"] = "approval.requested"
+    v: int = 1
+    call_id: str
+    name: str
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    risk: Literal["safe", "elevated", "dangerous"]
+    rule: str
+    reason: str
+
+
+class ApprovalGranted(_Frozen):
+    """Someone approved a waiting call. ``always`` remembers it for the rule, in the
+    ``run`` or the ``project``; ``by`` says who (``user``, or ``--yes``)."""
+
+    kind: Literal["approval.granted"] = "approval.granted"
+    v: int = 1
+    call_id: str
+    always: Literal["run", "project"] | None = None
+    by: str = "user"
+
+
+class ApprovalDenied(_Frozen):
+    """Someone denied a waiting call; ``reason`` is passed to the model."""
+
+    kind: Literal["approval.denied"] = "approval.denied"
+    v: int = 1
+    call_id: str
+    reason: str | None = None
 
 
 class ToolReturned(_Frozen):
@@ -431,6 +480,9 @@ AnyEventData = Annotated[
     | ModelResponse
     | ToolCalled
     | ToolReturned
+    | ApprovalRequested
+    | ApprovalGranted
+    | ApprovalDenied
     | JobIntent
     | JobResult
     | JobAttemptFailed

@@ -26,27 +26,35 @@ A task's front matter and command-line options override these per run (see
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gm_agent.errors import ConfigError
 
 __all__ = [
     "CheckpointSettings",
     "JournalSettings",
+    "PolicyAction",
+    "PolicyRule",
+    "PolicySettings",
     "ProviderSettings",
     "SandboxSettings",
     "Settings",
     "ToolSettings",
     "load_settings",
+    "remember_approval",
 ]
 
 GM_DIR = ".gm"
 JOURNAL_FILE = "journal.db"
+APPROVALS_FILE = "policy.toml"
+"""In ``.gm/``: the rule keys approved ``--always`` for the project (written by gm)."""
 
 
 class _Section(BaseModel):
@@ -82,6 +90,51 @@ class SandboxSettings(_Section):
     max_memory_bytes: int = Field(default=0, ge=0)
 
 
+PolicyAction = Literal["allow", "ask", "deny"]
+
+
+class PolicyRule(_Section):
+    """One ``[[policy.rules]]`` entry (or one item of a task's ``policy: rules:``).
+
+    ``tool`` is a tool name or ``*``. ``match`` is a glob (``fnmatch``: ``*``
+    matches anything, spaces and slashes included) on each command of a
+    ``run_shell`` command line (pipelines, ``&&``/``||``/``;`` chains and
+    ``$(...)`` are split into commands), or on the ``path`` of a file tool.
+    ``must_match`` and ``must_not_match`` are examples checked when the rule loads.
+    """
+
+    tool: str = Field(min_length=1)
+    match: str = "*"
+    action: PolicyAction
+    must_match: tuple[str, ...] = ()
+    must_not_match: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """``tool:match``: how an approval ``--always`` names the rule it remembers."""
+        return f"{self.tool}:{self.match}"
+
+    @model_validator(mode="after")
+    def _examples_hold(self) -> PolicyRule:
+        wrong = [e for e in self.must_match if not fnmatch.fnmatchcase(e, self.match)]
+        wrong += [e for e in self.must_not_match if fnmatch.fnmatchcase(e, self.match)]
+        if wrong:
+            raise ValueError(
+                f"rule {self.key!r}: its examples do not hold for {wrong!r} "
+                "(must_match must match the glob, must_not_match must not)"
+            )
+        return self
+
+
+class PolicySettings(_Section):
+    """``[policy]``: ``rules`` decide tool calls from their arguments (deny wins over
+    ask, ask over allow); ``approved`` holds the rule keys approved ``--always`` for
+    the project (kept by gm in ``.gm/policy.toml``)."""
+
+    rules: tuple[PolicyRule, ...] = ()
+    approved: tuple[str, ...] = ()
+
+
 class ProviderSettings(_Section):
     """``[providers.NAME]``: where an OpenAI-compatible provider lives."""
 
@@ -114,6 +167,7 @@ class Settings(_Section):
     journal: JournalSettings = JournalSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    policy: PolicySettings = PolicySettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     tools: ToolSettings = ToolSettings()
 
@@ -154,6 +208,12 @@ def load_settings(workspace: Path, environ: Mapping[str, str]) -> Settings:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{str(path)!r}: {problems}") from exc
+    approved = _project_approvals(workspace / GM_DIR / APPROVALS_FILE)
+    if approved:
+        policy = settings.policy.model_copy(
+            update={"approved": (*settings.policy.approved, *approved)}
+        )
+        settings = settings.model_copy(update={"policy": policy})
     providers = dict(settings.providers)
     for provider, variable in _ENV_BASE_URLS.items():
         if environ.get(variable):
@@ -161,3 +221,39 @@ def load_settings(workspace: Path, environ: Mapping[str, str]) -> Settings:
     return settings.model_copy(
         update={"model": environ.get("GM_MODEL") or settings.model, "providers": providers}
     )
+
+
+def _project_approvals(path: Path) -> tuple[str, ...]:
+    """The ``approved`` list of ``.gm/policy.toml`` (empty when there is none).
+
+    Raises:
+        ConfigError: the file is not valid TOML or ``approved`` is not a list of strings.
+    """
+    if not path.is_file():
+        return ()
+    try:
+        approved: object = tomllib.loads(path.read_text(encoding="utf-8")).get("approved", [])
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{str(path)!r} is not valid TOML: {exc}") from exc
+    keys = cast("list[object]", approved) if isinstance(approved, list) else None
+    if keys is None or not all(isinstance(k, str) for k in keys):
+        raise ConfigError(f"{str(path)!r}: approved must be a list of rule keys")
+    return tuple(str(k) for k in keys)
+
+
+def remember_approval(workspace: Path, key: str) -> None:
+    """Add ``key`` to the project's approvals in ``.gm/policy.toml`` (``gm approve --always project``)."""
+    path = workspace / GM_DIR / APPROVALS_FILE
+    keys = [*_project_approvals(path)]
+    if key in keys:
+        return
+    keys.append(key)
+    lines = [
+        "# Written by `gm approve --always project`: rule keys approved for this project.",
+        "approved = [",
+        *(f"    {json.dumps(k)}," for k in keys),
+        "]",
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")

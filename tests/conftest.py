@@ -51,6 +51,7 @@ def gm(
         [sys.executable, "-m", "gm_agent", *args],
         cwd=cwd,
         env=full_env,
+        stdin=subprocess.DEVNULL,  # not a terminal: a run needing approval stops (exit 3)
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from gm_agent import __version__
-from gm_agent.cli import _changes, _history, _runs
+from gm_agent.cli import _changes, _control, _history, _runs
 
 __all__ = ["main"]
 
@@ -45,6 +45,8 @@ for command in (
     _changes.diff,
     _changes.undo,
     _changes.redo,
+    _control.approve,
+    _control.deny,
     _history.replay,
     _history.fork,
     _history.compare,

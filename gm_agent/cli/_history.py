@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gm_agent.cli._support import observer, open_journal, run_async, workspace_of
+from gm_agent.cli._support import (
+    approval_mode,
+    approval_options,
+    exit_with,
+    observer,
+    open_journal,
+    run_async,
+    workspace_of,
+)
 
 if TYPE_CHECKING:
     from gm_agent.kernel import Comparison, ReplayReport
@@ -77,6 +85,7 @@ def replay(ctx: click.Context, run_ref: str, recorded: bool, quiet: bool) -> Non
 @click.option(
     "--json", "as_json", is_flag=True, help="Print each event as one JSON line as it is committed."
 )
+@approval_options
 @click.pass_context
 def fork(
     ctx: click.Context,
@@ -87,6 +96,8 @@ def fork(
     max_steps: int | None,
     force: bool,
     as_json: bool,
+    yes: bool,
+    no_input: bool,
 ) -> None:
     """Start a new run that shares RUN's history up to seq AT, and continue it live.
 
@@ -108,9 +119,10 @@ def fork(
             max_steps=max_steps,
             force=force,
             observer=observer(as_json),
+            approvals=approval_mode(yes, no_input),
         )
     )
-    sys.exit(outcome.exit_code)
+    exit_with(outcome)
 
 
 @click.command()

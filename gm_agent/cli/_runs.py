@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gm_agent.cli._support import json_line, observer, open_journal, run_async, workspace_of
+from gm_agent.cli._support import (
+    approval_mode,
+    approval_options,
+    exit_with,
+    json_line,
+    observer,
+    open_journal,
+    run_async,
+    workspace_of,
+)
 
 if TYPE_CHECKING:
     from gm_agent.events import Event
@@ -27,9 +36,16 @@ if TYPE_CHECKING:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print each event as one JSON line as it is committed."
 )
+@approval_options
 @click.pass_context
 def run(
-    ctx: click.Context, task: Path, model: str | None, max_steps: int | None, as_json: bool
+    ctx: click.Context,
+    task: Path,
+    model: str | None,
+    max_steps: int | None,
+    as_json: bool,
+    yes: bool,
+    no_input: bool,
 ) -> None:
     """Run the task in TASK (a task.md file) to its end.
 
@@ -55,9 +71,10 @@ def run(
             max_steps=max_steps,
             observer=observe,
             on_created=announce,
+            approvals=approval_mode(yes, no_input),
         )
     )
-    sys.exit(outcome.exit_code)
+    exit_with(outcome)
 
 
 @click.command()
@@ -68,8 +85,16 @@ def run(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print each event as one JSON line as it is committed."
 )
+@approval_options
 @click.pass_context
-def resume(ctx: click.Context, run_ref: str | None, resume_all: bool, as_json: bool) -> None:
+def resume(
+    ctx: click.Context,
+    run_ref: str | None,
+    resume_all: bool,
+    as_json: bool,
+    yes: bool,
+    no_input: bool,
+) -> None:
     """Continue RUN (default `last`) after an interrupt or a crash.
 
     Side effects recorded as done are never repeated: their results are served
@@ -83,13 +108,18 @@ def resume(ctx: click.Context, run_ref: str | None, resume_all: bool, as_json: b
         raise click.UsageError("give a RUN or --all, not both")
     workspace = workspace_of(ctx)
     observe = observer(as_json)
+    mode = approval_mode(yes, no_input)
     if not resume_all:
         outcome = run_async(
             lambda: resume_run(
-                run_ref or "last", workspace=workspace, environ=os.environ, observer=observe
+                run_ref or "last",
+                workspace=workspace,
+                environ=os.environ,
+                observer=observe,
+                approvals=mode,
             )
         )
-        sys.exit(outcome.exit_code)
+        exit_with(outcome)
     run_ids = run_async(lambda: resumable_runs(workspace, os.environ))
     if not run_ids:
         click.echo("nothing to resume: no paused or orphaned runs", err=True)
@@ -97,7 +127,7 @@ def resume(ctx: click.Context, run_ref: str | None, resume_all: bool, as_json: b
     for run_id in run_ids:
         outcome = run_async(
             lambda run_id=run_id: resume_run(
-                run_id, workspace=workspace, environ=os.environ, observer=observe
+                run_id, workspace=workspace, environ=os.environ, observer=observe, approvals=mode
             )
         )
         exit_code = max(exit_code, outcome.exit_code)

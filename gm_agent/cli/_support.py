@@ -14,6 +14,7 @@ import click
 if TYPE_CHECKING:
     from gm_agent.events import Event
     from gm_agent.journal import Journal
+    from gm_agent.kernel import ApprovalMode, RunOutcome
 
 T = TypeVar("T")
 
@@ -74,3 +75,41 @@ def observer(as_json: bool) -> Callable[[Event], None]:
             click.echo(line)
 
     return observe
+
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def approval_options(command: F) -> F:
+    """``--yes`` and ``--no-input``, for the commands that execute a run."""
+    command = click.option(
+        "--no-input",
+        is_flag=True,
+        help="Unattended: a call that needs approval stops the run (exit code 3) "
+        "instead of waiting for `gm approve` (the default when stdin is not a terminal).",
+    )(command)
+    return click.option(
+        "--yes", "-y", is_flag=True, help="Approve every call that asks; deny rules still deny."
+    )(command)
+
+
+def approval_mode(yes: bool, no_input: bool) -> ApprovalMode:
+    """``yes``; ``stop`` when unattended (``--no-input``, or stdin is not a terminal);
+    else ``wait`` for an answer from another terminal."""
+    if yes:
+        return "yes"
+    if no_input or not sys.stdin.isatty():
+        return "stop"
+    return "wait"
+
+
+def exit_with(outcome: RunOutcome) -> None:
+    """Exit with the outcome's code, saying first what a run left waiting needs."""
+    if outcome.status == "waiting" and outcome.needs:
+        run = outcome.run_id
+        click.echo(
+            f"gm: run {run} needs approval: {outcome.needs}. Answer with `gm approve {run}` "
+            f"or `gm deny {run} --reason ...`, then `gm resume {run}`",
+            err=True,
+        )
+    sys.exit(outcome.exit_code)

@@ -5,7 +5,8 @@ Under bubblewrap (``bwrap``, the sandbox Flatpak uses) a command sees:
 - the whole file system read-only, the workspace writable, and the workspace's
   ``.git/`` and ``.gm/`` read-only again (the journal and the repository are
   not the command's to change);
-- a private ``/tmp``, its own ``/dev`` and ``/proc``;
+- a private ``/tmp`` (what the host's held is there, read-only), its own
+  ``/dev`` and ``/proc``;
 - new PID, IPC, UTS and network namespaces: no network at all unless allowed,
   not even 127.0.0.1, and no signal can reach gm's own processes;
 - ``--die-with-parent``: if gm dies, the sandbox dies with it.
@@ -21,6 +22,7 @@ the run's journal says so (``sandbox.probed``).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -33,6 +35,7 @@ __all__ = ["SandboxBackend", "ShellSandbox", "probe_sandbox"]
 SandboxBackend = Literal["bubblewrap", "none"]
 
 _PROTECTED = (".git", ".gm")
+_MAX_TMP_ENTRIES = 512
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def bubblewrap_prefix(workspace: Path, *, network: bool) -> list[str]:
     Option meanings: bubblewrap's manual, bwrap(1).
     """
     options = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    options += ["--tmpfs", "/tmp", "--bind", str(workspace), str(workspace)]
+    options += ["--tmpfs", "/tmp", *_host_tmp(), "--bind", str(workspace), str(workspace)]
     for name in _PROTECTED:
         inside = workspace / name
         if inside.exists():
@@ -86,6 +89,21 @@ def bubblewrap_prefix(workspace: Path, *, network: bool) -> list[str]:
         options.append("--unshare-net")
     options += ["--die-with-parent", "--chdir", str(workspace), "--"]
     return options
+
+
+def _host_tmp() -> list[str]:
+    """What was in the host's ``/tmp``, read-only over the private one.
+
+    A project, its virtual environment or its tools may live under ``/tmp``
+    (CI checkouts often do); an empty private ``/tmp`` would hide them. New
+    files go to the private tmpfs; existing ones cannot be changed. bubblewrap
+    0.8 has no overlay mount, which would make them changeable copies.
+    """
+    try:
+        entries = sorted(os.listdir("/tmp"))[:_MAX_TMP_ENTRIES]
+    except OSError:
+        return []
+    return [arg for e in entries for arg in ("--ro-bind-try", f"/tmp/{e}", f"/tmp/{e}")]
 
 
 def probe_sandbox(

@@ -3,6 +3,8 @@ replay, fork and compare, and task files."""
 
 from __future__ import annotations
 
+from gm_agent.kernel._answer import Answered, answer_approval
+from gm_agent.kernel._approvals import ApprovalMode
 from gm_agent.kernel._checkpoint import history, load_state
 from gm_agent.kernel._compare import Comparison, RunSummary, StepView, compare_runs
 from gm_agent.kernel._decide import Action, CallTool, EndRun, RequestMove, next_action
@@ -32,6 +34,8 @@ __all__ = [
     "TERMINAL",
     "TRANSITIONS",
     "Action",
+    "Answered",
+    "ApprovalMode",
     "CallTool",
     "Comparison",
     "EndRun",
@@ -51,6 +55,7 @@ __all__ = [
     "TaskSpec",
     "Turn",
     "UndoReport",
+    "answer_approval",
     "build_request",
     "check_transition",
     "compare_runs",

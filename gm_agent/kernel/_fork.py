@@ -22,6 +22,7 @@ from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import UserError
 from gm_agent.events import RunForked, UserMessage, new_event
 from gm_agent.journal import Journal
+from gm_agent.kernel._approvals import ApprovalMode
 from gm_agent.kernel._checkpoint import history, lineage, load_state
 from gm_agent.kernel._restore import plan_restore
 from gm_agent.kernel._run import absolute_model, kernel_for, open_existing, require_workspace
@@ -113,6 +114,7 @@ async def fork_run(
     force: bool = False,
     clock: Clock | None = None,
     observer: EventObserver | None = None,
+    approvals: ApprovalMode = "stop",
 ) -> RunOutcome:
     """Fork run ``run_ref`` at ``at_seq`` and drive the fork to its end.
 
@@ -126,6 +128,7 @@ async def fork_run(
         max_steps: the fork's step budget, counting the parent's steps before the
             fork point (default: the parent's).
         force: restore files even where they were edited since the parent changed them.
+        approvals: when a call needs approval; see ``run_task``.
 
     Raises:
         RunNotFound: no such run.
@@ -166,7 +169,9 @@ async def fork_run(
             if message:
                 events.append(new_event(clock, fork_id, "user", UserMessage(text=message)))
             await journal.append(events)
-            kernel = kernel_for(journal, llm, settings, clock, environ, observer)
+            kernel = kernel_for(
+                journal, llm, settings, clock, environ, observer, approvals=approvals
+            )
             kernel.announce(await journal.read(fork_id))
             return await kernel.execute(fork_id)
         finally:

@@ -11,6 +11,7 @@ from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import UserError
 from gm_agent.events import RunCreated, UserMessage, new_event
 from gm_agent.journal import Journal
+from gm_agent.kernel._approvals import ApprovalMode
 from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome
 from gm_agent.kernel.state import TERMINAL, RunState
@@ -48,6 +49,7 @@ async def create_run(
         tools=task.tools,
         instructions=task.instructions,
         workspace=str(workspace),
+        rules=tuple(r.model_dump(mode="json") for r in task.policy.rules) if task.policy else (),
     )
     await journal.append(
         [
@@ -91,6 +93,7 @@ async def run_task(
     observer: EventObserver | None = None,
     on_created: Callable[[str], None] | None = None,
     heartbeat: bool = True,
+    approvals: ApprovalMode = "stop",
 ) -> RunOutcome:
     """Create a run of the task at ``task_path`` in ``workspace`` and drive it to its end.
 
@@ -107,6 +110,8 @@ async def run_task(
         on_created: called with the run id once the run is recorded.
         heartbeat: renew the run's lease in the background; turn it off only with
             a fake clock, whose sleeps return at once.
+        approvals: when a call needs approval: ``stop`` (default; the run stays
+            ``waiting``, exit code 3), ``wait`` for an answer, or ``yes``.
 
     Raises:
         UserError: the task file, settings, model name or tool allow-list is wrong
@@ -137,7 +142,9 @@ async def run_task(
             )
             if on_created is not None:
                 on_created(run_id)
-            kernel = kernel_for(journal, llm, settings, clock, environ, observer, heartbeat)
+            kernel = kernel_for(
+                journal, llm, settings, clock, environ, observer, heartbeat, approvals
+            )
             kernel.announce(await journal.read(run_id))  # what create_run wrote
             return await kernel.execute(run_id)
     finally:
@@ -152,6 +159,7 @@ def kernel_for(
     environ: Mapping[str, str],
     observer: EventObserver | None,
     heartbeat: bool = True,
+    approvals: ApprovalMode = "stop",
 ) -> Kernel:
     """A kernel over ``journal`` with the built-in tools."""
     return Kernel(
@@ -163,6 +171,7 @@ def kernel_for(
         environ=environ,
         observer=observer,
         heartbeat=heartbeat,
+        approvals=approvals,
     )
 
 
@@ -184,6 +193,7 @@ async def resume_run(
     environ: Mapping[str, str],
     clock: Clock | None = None,
     observer: EventObserver | None = None,
+    approvals: ApprovalMode = "stop",
 ) -> RunOutcome:
     """Take over a stopped run (paused, or orphaned by a crash) and drive it to its end.
 
@@ -205,9 +215,10 @@ async def resume_run(
         require_workspace(state, workspace, "resume")
         llm = make_model(state.model, settings, environ, base_dir=workspace)
         try:
-            return await kernel_for(journal, llm, settings, clock, environ, observer).execute(
-                run_id
+            kernel = kernel_for(
+                journal, llm, settings, clock, environ, observer, approvals=approvals
             )
+            return await kernel.execute(run_id)
         finally:
             await llm.aclose()
 

@@ -34,6 +34,8 @@ from gm_agent.clock import Clock
 from gm_agent.errors import GmAgentError, JournalError, LeaseLost, ToolError, UserError
 from gm_agent.events import (
     AnyEventData,
+    ApprovalGranted,
+    ApprovalRequested,
     CheckpointSaved,
     Event,
     EventSource,
@@ -53,6 +55,7 @@ from gm_agent.events import (
 from gm_agent.faults import crash_point
 from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, ShellSandbox, probe_sandbox
 from gm_agent.journal import DEFAULT_LEASE_S, CheckpointRecord, Journal, new_owner
+from gm_agent.kernel._approvals import APPROVAL_POLL_S, ApprovalMode, Verdict, verdict
 from gm_agent.kernel._checkpoint import encode_state, load_state
 from gm_agent.kernel._decide import (
     CallTool,
@@ -97,12 +100,14 @@ EventObserver = Callable[[Event], None]
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """How a run stopped: its id, status, and summary or error."""
+    """How a run stopped: its id, status, summary or error, and for a run left
+    ``waiting``, the approval it ``needs``."""
 
     run_id: str
     status: RunStatus
     summary: str | None
     error: str | None
+    needs: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -125,6 +130,7 @@ class Kernel:
         lease_s: how long the run's lease lasts between heartbeats, in seconds.
         heartbeat: renew the lease in the background every ``lease_s / 3`` seconds
             (tests with a fake clock turn it off).
+        approvals: what to do when a call needs approval; see :data:`ApprovalMode`.
     """
 
     def __init__(
@@ -139,6 +145,7 @@ class Kernel:
         observer: EventObserver | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         heartbeat: bool = True,
+        approvals: ApprovalMode = "stop",
     ) -> None:
         self._journal = journal
         self._model = model
@@ -157,6 +164,9 @@ class Kernel:
         self._tools: dict[str, Tool] = {}
         self._workspace_writer: WorkspaceWriter | None = None
         self._sandbox: ShellSandbox | None = None
+        self._approvals = approvals
+        self._seen_seq = 0  # every event of the run up to here is folded in
+        self._own_ids: set[str] = set()  # events this kernel committed after _seen_seq
 
     @property
     def state(self) -> RunState:
@@ -225,6 +235,7 @@ class Kernel:
 
     async def _drive(self, run_id: str) -> RunOutcome:
         self._state, self._stored_nodes = await load_state(self._journal, run_id)
+        self._seen_seq = self._state.last_seq
         self._checkpointed = (self._state.step, self._clock.monotonic())
         if self._state.status in ("succeeded", "failed", "cancelled"):
             raise UserError(f"run {run_id} already {self._state.status}; nothing to resume")
@@ -238,7 +249,9 @@ class Kernel:
                 await self._set_status("running")
             else:
                 await self._emit([RunResumed(owner=self._owner, status=self._state.status)])
-                if self._state.status != "running":
+                if self._state.status == "waiting" and self._state.pending_approval():
+                    await self._await_answer()
+                elif self._state.status != "running":
                     await self._set_status("running", "resumed")
             if self._state.status == "running":
                 await self._probe_sandbox()
@@ -251,7 +264,9 @@ class Kernel:
         except Exception as exc:
             await self._stop(f"stopped by an error in gm: {exc}")
             raise
-        return RunOutcome(run_id, self._state.status, self._state.summary, self._state.error)
+        pending = self._state.pending_approval()
+        needs = f"{pending.name}({pending.args}): {pending.reason}" if pending else None
+        return RunOutcome(run_id, self._state.status, self._state.summary, self._state.error, needs)
 
     async def _probe_sandbox(self) -> None:
         """Learn how this machine confines shell commands, and journal it."""
@@ -353,6 +368,7 @@ class Kernel:
         committed = await self._journal.append(
             events, blobs, lease_owner=self._owner, checkpoint=checkpoint
         )
+        self._own_ids.update(event.id for event in committed)
         for event in committed:
             self._state = evolve(self._state, event)
             self._notify(event)
@@ -513,11 +529,81 @@ class Kernel:
             ]
             await self._reconcile_call(call, index, called[-1] if called else None)
             return
+        decided = await self._decide(call)
+        if decided is None:  # waiting for a person's answer
+            return
         (called,) = await self._emit(
-            [ToolCalled(call_id=call.call_id, name=call.name, args=call.args)],
+            [
+                ToolCalled(
+                    call_id=call.call_id,
+                    name=call.name,
+                    args=call.args,
+                    decision=None if decided.risk is None else decided.kind,  # type: ignore[arg-type]
+                    risk=decided.risk,
+                    rule=decided.rule,
+                )
+            ],
             self._state.last_response_id,
         )
+        if decided.kind in ("deny", "denied"):
+            return await self._reply(call, False, f"not run: {decided.reason}", called.id)
         await self._carry_out(call, index, called.id)
+
+    # -- approvals -------------------------------------------------------------
+
+    async def _decide(self, call: ToolCallData) -> Verdict | None:
+        """The policy's verdict on ``call``; ``None`` when it waits for an approval."""
+        decided = verdict(
+            self._state,
+            call,
+            known_tools=tuple(self._tools),
+            sandboxed=self._sandbox is not None and self._sandbox.effective,
+            policy=self._settings.policy,
+        )
+        if decided.kind != "ask":
+            return decided
+        assert decided.risk is not None and decided.rule is not None
+        requested = ApprovalRequested(
+            call_id=call.call_id,
+            name=call.name,
+            args=call.args,
+            risk=decided.risk,
+            rule=decided.rule,
+            reason=decided.reason,
+        )
+        if self._approvals == "yes":
+            granted = ApprovalGranted(call_id=call.call_id, by="--yes")
+            await self._emit([requested, granted], self._state.last_response_id)
+            return Verdict("approved", decided.risk, decided.rule, "approved by --yes")
+        waiting = RunStatusChanged.between("running", "waiting", "approval")
+        await self._emit([requested, waiting], self._state.last_response_id)
+        await self._await_answer()
+        return None
+
+    async def _await_answer(self) -> None:
+        """Wait for the answer to the pending approval, then go on running.
+
+        ``stop`` (unattended) leaves the run ``waiting``; ``yes`` grants it now.
+        """
+        pending = self._state.pending_approval()
+        if pending is not None and self._approvals == "stop":
+            return
+        if pending is not None and self._approvals == "yes":
+            await self._emit([ApprovalGranted(call_id=pending.call_id, by="--yes")])
+        while (pending := self._state.pending_approval()) is not None:
+            await self._clock.sleep(APPROVAL_POLL_S)
+            await self._catch_up()
+        await self._set_status("running", "answered")
+
+    async def _catch_up(self) -> None:
+        """Fold in the events other processes appended to this run (answers, for now)."""
+        events = await self._journal.read(self._state.run_id, after_seq=self._seen_seq)
+        for event in events:
+            if event.id not in self._own_ids:
+                self._state = evolve(self._state, event)
+                self._notify(event)
+            self._seen_seq = max(self._seen_seq, event.seq or 0)
+        self._own_ids.clear()
 
     async def _reply(self, call: ToolCallData, ok: bool, output: str, cause: str | None) -> None:
         crash_point("tool.before_returned")

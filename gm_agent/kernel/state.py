@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 from gm_agent._bulk import cycle_collection_paused
 from gm_agent.errors import IllegalTransition
 from gm_agent.events import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     CheckpointSaved,
     Event,
     FileChange,
@@ -48,6 +51,7 @@ from gm_agent.events import (
 __all__ = [
     "TERMINAL",
     "TRANSITIONS",
+    "ApprovalView",
     "Folder",
     "JobView",
     "PatchView",
@@ -133,6 +137,21 @@ class PatchView(BaseModel):
     undo_id: str | None = None
 
 
+class ApprovalView(BaseModel):
+    """A call that asked for approval, and its answer once there is one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    name: str
+    args: dict[str, JsonValue]
+    risk: str
+    rule: str
+    reason: str
+    answer: Literal["granted", "denied"] | None = None
+    answer_reason: str | None = None
+
+
 class RunState(BaseModel):
     """Everything the kernel knows about a run, derived from its events only.
 
@@ -146,6 +165,8 @@ class RunState(BaseModel):
         last_response_id: the event id of the latest ``model.response``.
         resumes: how many times a process took the run over after a stop.
         sandbox: how shell commands are confined now (``bubblewrap`` or ``none``).
+        approvals: calls that asked for approval, oldest first, with their answers.
+        approved_rules: rule keys approved ``--always`` for this run.
         parent_id: the run this one was forked from, if it is a fork.
         fork_seq: the parent's last event this fork's history includes.
         last_seq: the seq of the last event folded in.
@@ -160,6 +181,7 @@ class RunState(BaseModel):
     max_steps: int = 0
     tools: tuple[str, ...] | None = None
     instructions: str | None = None
+    rules: tuple[dict[str, JsonValue], ...] = ()
     workspace: str = ""
     step: int = 0
     conversation: tuple[Turn, ...] = ()
@@ -173,6 +195,8 @@ class RunState(BaseModel):
     last_response_id: str | None = None
     resumes: int = 0
     sandbox: str | None = None
+    approvals: tuple[ApprovalView, ...] = ()
+    approved_rules: tuple[str, ...] = ()
     parent_id: str | None = None
     fork_seq: int | None = None
     last_seq: int = 0
@@ -183,6 +207,16 @@ class RunState(BaseModel):
         return not (
             self.open_calls or self.open_jobs() or any(p.status == "intent" for p in self.patches)
         )
+
+    def approval_for(self, call_id: str) -> ApprovalView | None:
+        """The (last) approval asked for call ``call_id``, if any."""
+        found = [a for a in self.approvals if a.call_id == call_id]
+        return found[-1] if found else None
+
+    def pending_approval(self) -> ApprovalView | None:
+        """The approval the run waits for: asked, not answered yet."""
+        waiting = [a for a in self.approvals if a.answer is None]
+        return waiting[-1] if waiting else None
 
     def open_jobs(self) -> list[JobView]:
         """Jobs with an intent and no outcome yet (in flight, or cut off by a crash)."""
@@ -244,6 +278,7 @@ class _Draft:
         self.changed_files = dict.fromkeys(state.changed_files)
         self.job_at = {job.job_id: i for i, job in enumerate(self.jobs)}
         self.patch_at = {patch.patch_id: i for i, patch in enumerate(self.patches)}
+        self.approvals = list(state.approvals)
         self.open_job_ids = {job.job_id for job in state.open_jobs()}
         self.intent_ids = {p.patch_id for p in state.patches if p.status == "intent"}
 
@@ -261,8 +296,25 @@ class _Draft:
             "jobs": tuple(self.jobs),
             "patches": tuple(self.patches),
             "changed_files": tuple(self.changed_files),
+            "approvals": tuple(self.approvals),
         }
         return RunState.model_construct(**values)
+
+    def answer(self, data: ApprovalGranted | ApprovalDenied) -> None:
+        for at in range(len(self.approvals) - 1, -1, -1):
+            approval = self.approvals[at]
+            if approval.call_id == data.call_id and approval.answer is None:
+                if isinstance(data, ApprovalGranted):
+                    self.approvals[at] = approval.model_copy(update={"answer": "granted"})
+                    if data.always == "run":
+                        rules = self.base.approved_rules
+                        kept = self.scalars.get("approved_rules", rules)
+                        assert isinstance(kept, tuple)
+                        self.scalars["approved_rules"] = (*kept, approval.rule)
+                else:
+                    update = {"answer": "denied", "answer_reason": data.reason}
+                    self.approvals[at] = approval.model_copy(update=update)
+                return
 
     def update_job(self, job_id: str, **changes: object) -> None:
         at = self.job_at.get(job_id)
@@ -285,8 +337,10 @@ class _Draft:
     def apply(self, event: Event) -> None:
         """Apply ``event``; raise :class:`IllegalTransition` on an illegal status move."""
         data = event.data
-        if event.seq is not None:
-            self.scalars["last_seq"] = event.seq
+        if event.seq is not None:  # events of other processes may be folded late: keep the max
+            last = self.scalars.get("last_seq", self.base.last_seq)
+            assert isinstance(last, int)
+            self.scalars["last_seq"] = max(last, event.seq)
         match data:
             case RunCreated():
                 self.status = "created"
@@ -297,6 +351,7 @@ class _Draft:
                     max_steps=data.max_steps,
                     tools=data.tools,
                     instructions=data.instructions,
+                    rules=data.rules,
                     workspace=data.workspace,
                 )
             case RunStatusChanged():
@@ -413,6 +468,19 @@ class _Draft:
                     summary=None,
                     error=None,
                 )
+            case ApprovalRequested():
+                self.approvals.append(
+                    ApprovalView(
+                        call_id=data.call_id,
+                        name=data.name,
+                        args=data.args,
+                        risk=data.risk,
+                        rule=data.rule,
+                        reason=data.reason,
+                    )
+                )
+            case ApprovalGranted() | ApprovalDenied():
+                self.answer(data)
             case CheckpointSaved():
                 pass
             case SandboxProbed():

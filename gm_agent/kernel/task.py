@@ -7,12 +7,16 @@
     max_steps: 8
     tools: [read_file, write_file]
     instructions: Keep answers short.
+    policy:
+      rules:
+        - {tool: run_shell, match: "git push*", action: ask}
     ---
     Create hello.txt containing "Hello, world!".
 
 The body is the task. Front matter keys: ``model``, ``max_steps``, ``tools`` (an
-allow-list; ``finish`` is always allowed) and ``instructions`` (extra system
-prompt). Errors name the file and line.
+allow-list; ``finish`` is always allowed), ``instructions`` (extra system
+prompt) and ``policy`` (``rules`` as in gm.toml's ``[[policy.rules]]``). Errors
+name the file and line.
 """
 
 from __future__ import annotations
@@ -24,10 +28,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gm_agent.errors import TaskFileError
+from gm_agent.settings import PolicyRule
 
-__all__ = ["TaskSpec", "load_task", "parse_task"]
+__all__ = ["TaskPolicy", "TaskSpec", "load_task", "parse_task"]
 
 _FENCE = "---"
+
+
+class TaskPolicy(BaseModel):
+    """A task's ``policy:``: rules added to gm.toml's for its runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rules: tuple[PolicyRule, ...] = ()
 
 
 class TaskSpec(BaseModel):
@@ -48,6 +61,7 @@ class TaskSpec(BaseModel):
     max_steps: int | None = Field(default=None, ge=1, strict=True)
     tools: tuple[str, ...] | None = None
     instructions: str | None = None
+    policy: TaskPolicy | None = None
 
 
 def _split(source: str, path: str) -> tuple[str | None, str, int]:
@@ -107,7 +121,7 @@ def parse_task(source: str, path: Path | None = None) -> TaskSpec:
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             raise TaskFileError(
                 shown,
-                f"front matter {key!r}: {message} (known keys: model, max_steps, tools, instructions)",
+                f"front matter {key!r}: {message} (known keys: model, max_steps, tools, instructions, policy)",
                 line,
             ) from exc
     text = body.strip()

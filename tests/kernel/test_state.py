@@ -293,3 +293,21 @@ def test_a_folder_knows_a_safe_point_as_the_state_does() -> None:
         assert folder.at_rest() == folder.state.at_rest()
         seen.append(folder.at_rest())
     assert False in seen and True in seen  # inside the shell call, and between steps
+
+
+def test_an_approval_is_pending_until_answered_and_always_is_remembered_for_the_run() -> None:
+    from gm_agent.events import ApprovalGranted, ApprovalRequested
+
+    asked = ApprovalRequested(
+        call_id="c1", name="run_shell", args={}, risk="dangerous", rule="run_shell:x", reason="r"
+    )
+    before = fold(events_of(FakeClock(), "R", CREATED, asked))
+    pending = before.pending_approval()
+    assert pending is not None and pending.call_id == "c1"
+    (granted,) = events_of(
+        FakeClock(), "R", ApprovalGranted(call_id="c1", always="run"), first_seq=3
+    )
+    after = evolve(before, granted)
+    assert after.pending_approval() is None
+    assert after.approval_for("c1").answer == "granted"  # type: ignore[union-attr]
+    assert after.approved_rules == ("run_shell:x",)
