@@ -10,6 +10,7 @@ from gm_agent.events import (
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    BudgetRaised,
     CheckpointSaved,
     Event,
     JobAmbiguous,
@@ -78,6 +79,8 @@ def progress_line(event: Event) -> str | None:
             return f"  {mark} {_short(data.output)}"
         case RunStatusChanged() if data.to == "paused":
             return f"paused: {data.reason or ''}"
+        case RunStatusChanged() if data.to == "waiting" and data.reason != "approval":
+            return f"waiting: {data.reason or ''}"
         case RunResumed():
             return f"resumed run {event.run_id} (it was {data.status})"
         case SandboxProbed() if data.backend == "none":
@@ -153,6 +156,9 @@ def log_line(event: Event) -> str:
             gist = f"state after seq {data.upto_seq}, step {data.steps}: {data.state_hash[:16]}"
         case SandboxProbed():
             gist = f"{data.backend}: {data.detail}"
+        case BudgetRaised():
+            raised = {"max_steps": data.max_steps} if data.max_steps else {}
+            gist = ", ".join(f"{k}={v}" for k, v in {**raised, **data.budget}.items())
         case RunFinished():
             gist = f"{data.status}: {data.summary or data.error or ''}"
         case _:

@@ -14,12 +14,21 @@ from typing import Protocol
 import anyio
 from ulid import ULID
 
-__all__ = ["Clock", "FakeClock", "SystemClock", "format_timestamp"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "format_timestamp", "parse_timestamp"]
 
 
 def format_timestamp(moment: _dt.datetime) -> str:
     """Render an aware datetime as RFC 3339 UTC with microseconds, e.g. ``2026-11-21T08:55:39.123456Z``."""
     return moment.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> _dt.datetime:
+    """Read back a :func:`format_timestamp` string as an aware UTC datetime.
+
+    Raises:
+        ValueError: ``text`` is not such a timestamp.
+    """
+    return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.UTC)
 
 
 class Clock(Protocol):

@@ -28,6 +28,7 @@ __all__ = [
     "ApprovalDenied",
     "ApprovalGranted",
     "ApprovalRequested",
+    "BudgetRaised",
     "CheckpointSaved",
     "Event",
     "EventSource",
@@ -148,6 +149,8 @@ class RunCreated(_Frozen):
     workspace: str
     rules: tuple[dict[str, JsonValue], ...] = ()
     """The task's policy rules (gm.toml's are read when the run executes)."""
+    budget: dict[str, JsonValue] = Field(default_factory=dict)
+    """Limits besides ``max_steps`` (gm.toml's ``[budget]`` under the task's ``budget:``)."""
 
 
 class RunStatusChanged(_Frozen):
@@ -463,6 +466,15 @@ class SandboxProbed(_Frozen):
     detail: str = ""
 
 
+class BudgetRaised(_Frozen):
+    """Someone raised a run's limits (``gm resume --max-steps N --budget KEY=VALUE``)."""
+
+    kind: Literal["budget.raised"] = "budget.raised"
+    v: int = 1
+    max_steps: int | None = None
+    budget: dict[str, JsonValue] = Field(default_factory=dict)
+
+
 class RunFinished(_Frozen):
     """A run reached a terminal status, with a summary (success) or an error."""
 
@@ -497,6 +509,7 @@ AnyEventData = Annotated[
     | RunForked
     | CheckpointSaved
     | SandboxProbed
+    | BudgetRaised
     | RunFinished,
     Field(discriminator="kind"),
 ]

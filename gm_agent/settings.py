@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gm_agent.errors import ConfigError
 
 __all__ = [
+    "BudgetSettings",
     "CheckpointSettings",
     "JournalSettings",
     "PolicyAction",
@@ -135,6 +136,18 @@ class PolicySettings(_Section):
     approved: tuple[str, ...] = ()
 
 
+class BudgetSettings(_Section):
+    """``[budget]`` (and a task's ``budget:``): limits a run checks before each model
+    request, besides ``max_steps``. Tokens as the provider counts them; seconds of
+    wall time since the run was created. ``None``: no limit. A run that reaches one
+    waits (``waiting``, reason ``budget``) until resumed with a higher limit."""
+
+    max_input_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    max_wall_s: float | None = Field(default=None, gt=0)
+
+
 class ProviderSettings(_Section):
     """``[providers.NAME]``: where an OpenAI-compatible provider lives."""
 
@@ -168,6 +181,7 @@ class Settings(_Section):
     checkpoint: CheckpointSettings = CheckpointSettings()
     sandbox: SandboxSettings = SandboxSettings()
     policy: PolicySettings = PolicySettings()
+    budget: BudgetSettings = BudgetSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     tools: ToolSettings = ToolSettings()
 

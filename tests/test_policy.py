@@ -128,7 +128,7 @@ def test_an_unattended_run_that_needs_approval_stops_with_exit_3_then_goes_on(
     task = ask_about_the_ledger(workspace)
     stopped = gm("run", str(task), cwd=workspace)
     assert stopped.returncode == 3, stopped.stderr
-    assert "needs approval: run_shell" in stopped.stderr and "gm approve" in stopped.stderr
+    assert "needs approval of run_shell" in stopped.stderr and "gm approve" in stopped.stderr
     assert "status   waiting" in gm("status", "last", cwd=workspace).stdout
     assert not (workspace / "ledger.txt").exists()
     (requested,) = of_kind(events(workspace), "approval.requested")

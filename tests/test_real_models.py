@@ -21,15 +21,20 @@ HELLO = REPO / "examples" / "hello" / "task.md"
 
 
 def assert_a_real_run(workspace: Path, printed: list[dict[str, object]]) -> list[dict[str, object]]:
-    """The run ended, ran at least one real tool call, and `gm log last --json` holds every event."""
+    """The run stopped (ended, or waits at its step budget), ran at least one real tool
+    call, and `gm log last --json` holds every event."""
     logged = [
         json.loads(line) for line in gm("log", "last", "--json", cwd=workspace).stdout.splitlines()
     ]
     assert logged == printed
     kinds = [e["kind"] for e in logged]
-    assert kinds[-2:] == ["run.finished", "checkpoint.saved"]
-    finished = logged[-2]["data"]
-    assert isinstance(finished, dict) and finished["status"] in ("succeeded", "failed")
+    last = logged[-2]["data"]
+    assert kinds[-1] == "checkpoint.saved" and isinstance(last, dict)
+    if kinds[-2] == "run.finished":
+        assert last["status"] in ("succeeded", "failed")
+    else:  # a small model may use every step of its budget: the run waits for a raise
+        assert kinds[-2] == "run.status_changed" and last["to"] == "waiting", kinds[-2:]
+        assert str(last["reason"]).startswith("budget: max_steps=4 reached")
     called = [e for e in logged if e["kind"] == "tool.called"]
     returned = [e for e in logged if e["kind"] == "tool.returned"]
     assert called and len(returned) == len(called)  # every call was carried out and answered
@@ -41,7 +46,7 @@ def assert_a_real_run(workspace: Path, printed: list[dict[str, object]]) -> list
 
 def test_the_hello_example_runs_on_the_embedded_local_model(workspace: Path) -> None:
     result = gm("run", str(HELLO), "--json", cwd=workspace, timeout=300)
-    assert result.returncode in (0, 1), result.stderr
+    assert result.returncode in (0, 1, 3), result.stderr
     logged = assert_a_real_run(workspace, [json.loads(line) for line in result.stdout.splitlines()])
     assert logged[0]["data"]["model"] == "local:smollm2"  # type: ignore[index]
     # In process the model is greedy (temperature 0) and grammar-constrained: its
@@ -99,7 +104,7 @@ def test_gm_run_through_the_real_llama_cpp_server(workspace: Path, llama_server:
         env={"OPENAI_BASE_URL": llama_server},
         timeout=300,
     )
-    assert result.returncode in (0, 1), result.stderr
+    assert result.returncode in (0, 1, 3), result.stderr
     logged = assert_a_real_run(workspace, [json.loads(line) for line in result.stdout.splitlines()])
     model_jobs = [
         e["data"] for e in logged if e["kind"] == "job.result" and e["data"]["kind"] == "model"

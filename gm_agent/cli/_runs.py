@@ -77,6 +77,25 @@ def run(
     exit_with(outcome)
 
 
+def _budget(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) -> dict[str, float]:
+    """``--budget max_tool_calls=50 ...`` as ``{"max_tool_calls": 50}``, checked."""
+    from gm_agent.settings import BudgetSettings
+
+    limits: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in BudgetSettings.model_fields:
+            known = ", ".join(BudgetSettings.model_fields)
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE with KEY one of {known}")
+        try:
+            limits[key] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: {value!r} is not a number") from None
+        if limits[key] != int(limits[key]) and key != "max_wall_s":
+            raise click.BadParameter(f"{item!r}: {key} is a whole number")
+    return {k: (v if k == "max_wall_s" else int(v)) for k, v in limits.items()}
+
+
 @click.command()
 @click.argument("run_ref", metavar="[RUN]", required=False)
 @click.option(
@@ -85,6 +104,15 @@ def run(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print each event as one JSON line as it is committed."
 )
+@click.option("--max-steps", type=click.IntRange(min=1), help="Raise the run's step budget.")
+@click.option(
+    "--budget",
+    "budget",
+    multiple=True,
+    callback=_budget,
+    metavar="KEY=VALUE",
+    help="Raise a limit: max_input_tokens, max_output_tokens, max_tool_calls, max_wall_s.",
+)
 @approval_options
 @click.pass_context
 def resume(
@@ -92,6 +120,8 @@ def resume(
     run_ref: str | None,
     resume_all: bool,
     as_json: bool,
+    max_steps: int | None,
+    budget: dict[str, float],
     yes: bool,
     no_input: bool,
 ) -> None:
@@ -106,6 +136,8 @@ def resume(
 
     if resume_all and run_ref:
         raise click.UsageError("give a RUN or --all, not both")
+    if resume_all and (max_steps or budget):
+        raise click.UsageError("raise a budget for one RUN, not with --all")
     workspace = workspace_of(ctx)
     observe = observer(as_json)
     mode = approval_mode(yes, no_input)
@@ -117,6 +149,8 @@ def resume(
                 environ=os.environ,
                 observer=observe,
                 approvals=mode,
+                max_steps=max_steps,
+                budget=budget,
             )
         )
         exit_with(outcome)

@@ -105,11 +105,13 @@ def approval_mode(yes: bool, no_input: bool) -> ApprovalMode:
 
 def exit_with(outcome: RunOutcome) -> None:
     """Exit with the outcome's code, saying first what a run left waiting needs."""
-    if outcome.status == "waiting" and outcome.needs:
-        run = outcome.run_id
+    run = outcome.run_id
+    if outcome.status == "waiting" and outcome.needs and outcome.needs.startswith("approval"):
         click.echo(
-            f"gm: run {run} needs approval: {outcome.needs}. Answer with `gm approve {run}` "
+            f"gm: run {run} needs {outcome.needs}. Answer with `gm approve {run}` "
             f"or `gm deny {run} --reason ...`, then `gm resume {run}`",
             err=True,
         )
+    elif outcome.status == "waiting" and outcome.needs:
+        click.echo(f"gm: run {run} is waiting: {outcome.needs}", err=True)
     sys.exit(outcome.exit_code)

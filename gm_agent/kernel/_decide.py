@@ -18,6 +18,7 @@ __all__ = [
     "CallTool",
     "EndRun",
     "RequestMove",
+    "budget_reason",
     "model_job_key",
     "next_action",
     "shell_job_key",
@@ -56,7 +57,8 @@ def next_action(state: RunState) -> Action:
 
     In order: carry out the latest move's first tool call without a result; end
     the run when the latest move has no tool calls (its text is the summary; an
-    empty move fails); stop at the step budget; otherwise ask for a move.
+    empty move fails); otherwise ask for a move (the loop checks the budget first,
+    see :func:`budget_reason`).
     """
     pending = state.pending_calls()
     if pending:
@@ -67,13 +69,44 @@ def next_action(state: RunState) -> Action:
         if last.text.strip():
             return EndRun("succeeded", summary=last.text.strip())
         return EndRun("failed", error="the model returned an empty reply (no text, no tool call)")
-    if state.step >= state.max_steps:
-        return EndRun(
-            "failed",
-            error=f"the run reached max_steps={state.max_steps} without finishing; "
-            "raise it with --max-steps or `max_steps:` in the task",
-        )
     return RequestMove(state.step + 1)
+
+
+_RAISE = {
+    "max_steps": "--max-steps N",
+    "max_input_tokens": "--budget max_input_tokens=N",
+    "max_output_tokens": "--budget max_output_tokens=N",
+    "max_tool_calls": "--budget max_tool_calls=N",
+    "max_wall_s": "--budget max_wall_s=SECONDS",
+}
+
+
+def budget_reason(state: RunState, elapsed_s: float) -> str | None:
+    """Why the run may not ask for another move, or ``None`` while within its limits.
+
+    Args:
+        state: the run (``max_steps``, ``budget`` and what it used so far).
+        elapsed_s: seconds since the run was created.
+    """
+    budget = state.budget
+    used = {
+        "max_steps": (state.step, state.max_steps),
+        "max_input_tokens": (state.usage.input_tokens, budget.get("max_input_tokens")),
+        "max_output_tokens": (state.usage.output_tokens, budget.get("max_output_tokens")),
+        "max_tool_calls": (
+            sum(1 for t in state.conversation if t.role == "tool"),
+            budget.get("max_tool_calls"),
+        ),
+        "max_wall_s": (elapsed_s, budget.get("max_wall_s")),
+    }
+    for name, (spent, limit) in used.items():
+        if isinstance(limit, int | float) and spent >= limit:
+            shown = f"{spent:.0f}" if isinstance(spent, float) else str(spent)
+            return (
+                f"budget: {name}={limit} reached ({shown} used); "
+                f"raise it with `gm resume {state.run_id} {_RAISE[name]}`"
+            )
+    return None
 
 
 def model_job_key(run_id: str, step: int, model: str) -> str:

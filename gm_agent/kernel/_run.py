@@ -9,7 +9,7 @@ import anyio
 
 from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import UserError
-from gm_agent.events import RunCreated, UserMessage, new_event
+from gm_agent.events import BudgetRaised, RunCreated, UserMessage, new_event
 from gm_agent.journal import Journal
 from gm_agent.kernel._approvals import ApprovalMode
 from gm_agent.kernel._checkpoint import load_state
@@ -17,7 +17,7 @@ from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome
 from gm_agent.kernel.state import TERMINAL, RunState
 from gm_agent.kernel.task import TaskSpec, load_task
 from gm_agent.llm import Model, default_model_name, make_model
-from gm_agent.settings import Settings, load_settings
+from gm_agent.settings import BudgetSettings, Settings, load_settings
 from gm_agent.tools import builtin_tools
 
 __all__ = [
@@ -33,9 +33,18 @@ __all__ = [
 
 
 async def create_run(
-    journal: Journal, clock: Clock, task: TaskSpec, *, model: str, max_steps: int, workspace: Path
+    journal: Journal,
+    clock: Clock,
+    task: TaskSpec,
+    *,
+    model: str,
+    max_steps: int,
+    workspace: Path,
+    budget: BudgetSettings | None = None,
 ) -> str:
     """Record a new run of ``task`` (``run.created`` and the task as ``user.message``).
+
+    ``budget`` is gm.toml's; the task's ``budget:`` keys win over it.
 
     Returns:
         The new run's id (a ULID).
@@ -50,6 +59,10 @@ async def create_run(
         instructions=task.instructions,
         workspace=str(workspace),
         rules=tuple(r.model_dump(mode="json") for r in task.policy.rules) if task.policy else (),
+        budget={
+            **(budget or BudgetSettings()).model_dump(exclude_none=True),
+            **(task.budget.model_dump(exclude_none=True) if task.budget else {}),
+        },
     )
     await journal.append(
         [
@@ -139,6 +152,7 @@ async def run_task(
                 model=model_name,
                 max_steps=max_steps or task.max_steps or settings.max_steps,
                 workspace=workspace,
+                budget=settings.budget,
             )
             if on_created is not None:
                 on_created(run_id)
@@ -194,8 +208,14 @@ async def resume_run(
     clock: Clock | None = None,
     observer: EventObserver | None = None,
     approvals: ApprovalMode = "stop",
+    max_steps: int | None = None,
+    budget: Mapping[str, float] | None = None,
 ) -> RunOutcome:
-    """Take over a stopped run (paused, or orphaned by a crash) and drive it to its end.
+    """Take over a stopped run (paused, waiting, or orphaned by a crash) and drive it
+    to its end.
+
+    ``max_steps`` and ``budget`` (``{"max_tool_calls": 50, ...}``, the keys of
+    ``[budget]``) raise the run's limits first, as a ``budget.raised`` event.
 
     Recorded job results are served, never re-run; a model request cut off is
     re-sent under the same idempotency key; a non-idempotent job cut off is
@@ -213,6 +233,10 @@ async def resume_run(
         run_id = await journal.resolve_run(run_ref)
         state, _ = await load_state(journal, run_id)
         require_workspace(state, workspace, "resume")
+        if max_steps is not None or budget:
+            limits = BudgetSettings.model_validate(dict(budget or {}))
+            raised = BudgetRaised(max_steps=max_steps, budget=limits.model_dump(exclude_none=True))
+            await journal.append([new_event(clock, run_id, "user", raised)])
         llm = make_model(state.model, settings, environ, base_dir=workspace)
         try:
             kernel = kernel_for(

@@ -30,7 +30,7 @@ from typing import assert_never
 
 import anyio
 
-from gm_agent.clock import Clock
+from gm_agent.clock import Clock, parse_timestamp
 from gm_agent.errors import GmAgentError, JournalError, LeaseLost, ToolError, UserError
 from gm_agent.events import (
     AnyEventData,
@@ -61,6 +61,7 @@ from gm_agent.kernel._decide import (
     CallTool,
     EndRun,
     RequestMove,
+    budget_reason,
     model_job_key,
     next_action,
     shell_job_key,
@@ -265,7 +266,11 @@ class Kernel:
             await self._stop(f"stopped by an error in gm: {exc}")
             raise
         pending = self._state.pending_approval()
-        needs = f"{pending.name}({pending.args}): {pending.reason}" if pending else None
+        needs = (
+            f"approval of {pending.name}({pending.args}): {pending.reason}"
+            if pending
+            else self._state.waiting_reason
+        )
         return RunOutcome(run_id, self._state.status, self._state.summary, self._state.error, needs)
 
     async def _probe_sandbox(self) -> None:
@@ -445,7 +450,16 @@ class Kernel:
             case RequestMove():
                 if self._checkpoint_due():
                     await self._checkpoint()
+                reason = budget_reason(self._state, self._elapsed_s())
+                if reason is not None:  # checked before spending; resumable with a raise
+                    await self._set_status("waiting", reason)
+                    return
                 await self._request_move()
+
+    def _elapsed_s(self) -> float:
+        """Seconds since the run was created (its wall-time budget)."""
+        created = parse_timestamp(self._state.created_at) if self._state.created_at else None
+        return (self._clock.now() - created).total_seconds() if created else 0.0
 
     # -- checkpoints -----------------------------------------------------------
 

@@ -20,6 +20,7 @@ from gm_agent.events import (
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    BudgetRaised,
     CheckpointSaved,
     Event,
     FileChange,
@@ -165,6 +166,8 @@ class RunState(BaseModel):
         last_response_id: the event id of the latest ``model.response``.
         resumes: how many times a process took the run over after a stop.
         sandbox: how shell commands are confined now (``bubblewrap`` or ``none``).
+        budget: limits besides ``max_steps`` (see ``BudgetSettings``); ``created_at``
+            when the run was created (RFC 3339); ``waiting_reason`` why it waits.
         approvals: calls that asked for approval, oldest first, with their answers.
         approved_rules: rule keys approved ``--always`` for this run.
         parent_id: the run this one was forked from, if it is a fork.
@@ -182,6 +185,9 @@ class RunState(BaseModel):
     tools: tuple[str, ...] | None = None
     instructions: str | None = None
     rules: tuple[dict[str, JsonValue], ...] = ()
+    budget: dict[str, JsonValue] = {}
+    created_at: str = ""
+    waiting_reason: str | None = None
     workspace: str = ""
     step: int = 0
     conversation: tuple[Turn, ...] = ()
@@ -352,6 +358,8 @@ class _Draft:
                     tools=data.tools,
                     instructions=data.instructions,
                     rules=data.rules,
+                    budget=data.budget,
+                    created_at=event.at,
                     workspace=data.workspace,
                 )
             case RunStatusChanged():
@@ -362,6 +370,7 @@ class _Draft:
                     )
                 check_transition(data.from_, data.to)
                 self.status = data.to
+                self.scalars["waiting_reason"] = data.reason if data.to == "waiting" else None
             case UserMessage():
                 self.conversation.append(Turn(role="user", text=data.text))
             case ModelResponse():
@@ -481,6 +490,12 @@ class _Draft:
                 )
             case ApprovalGranted() | ApprovalDenied():
                 self.answer(data)
+            case BudgetRaised():
+                if data.max_steps is not None:
+                    self.scalars["max_steps"] = data.max_steps
+                budget = self.scalars.get("budget", self.base.budget)
+                assert isinstance(budget, dict)
+                self.scalars["budget"] = {**budget, **data.budget}
             case CheckpointSaved():
                 pass
             case SandboxProbed():

@@ -15,8 +15,8 @@
 
 The body is the task. Front matter keys: ``model``, ``max_steps``, ``tools`` (an
 allow-list; ``finish`` is always allowed), ``instructions`` (extra system
-prompt) and ``policy`` (``rules`` as in gm.toml's ``[[policy.rules]]``). Errors
-name the file and line.
+prompt), ``policy`` (``rules`` as in gm.toml's ``[[policy.rules]]``) and
+``budget`` (the keys of gm.toml's ``[budget]``). Errors name the file and line.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gm_agent.errors import TaskFileError
-from gm_agent.settings import PolicyRule
+from gm_agent.settings import BudgetSettings, PolicyRule
 
 __all__ = ["TaskPolicy", "TaskSpec", "load_task", "parse_task"]
 
@@ -62,6 +62,7 @@ class TaskSpec(BaseModel):
     tools: tuple[str, ...] | None = None
     instructions: str | None = None
     policy: TaskPolicy | None = None
+    budget: BudgetSettings | None = None
 
 
 def _split(source: str, path: str) -> tuple[str | None, str, int]:
@@ -121,7 +122,7 @@ def parse_task(source: str, path: Path | None = None) -> TaskSpec:
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             raise TaskFileError(
                 shown,
-                f"front matter {key!r}: {message} (known keys: model, max_steps, tools, instructions, policy)",
+                f"front matter {key!r}: {message} (known keys: model, max_steps, tools, instructions, policy, budget)",
                 line,
             ) from exc
     text = body.strip()

@@ -90,7 +90,7 @@ def decide(
             a call those rules ask about is allowed. Deny rules stay.
     """
     mine = [r for r in rules if r.tool in (tool, "*")]
-    subjects = _subjects(tool, args)
+    subjects = _subjects(tool, args) if mine else [""]  # no rule: nothing to parse
     if subjects is None:  # a line bashlex cannot parse: never let a rule be dodged
         subjects = [str(args.get("command", ""))]
         strict = [r for r in mine if r.action != "allow"]

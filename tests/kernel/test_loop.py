@@ -186,11 +186,13 @@ async def test_a_failing_command_is_reported_to_the_model_and_the_run_goes_on(
     assert outcome.status == "succeeded"
 
 
-async def test_the_step_budget_stops_the_run_as_failed(workspace: Path) -> None:
+async def test_the_step_budget_stops_the_run_waiting_before_it_spends_more(
+    workspace: Path,
+) -> None:
     loop = {"tool_calls": [{"name": "list_dir", "args": {}}]}
     outcome, events = await run_script(workspace, [loop, loop, loop, loop], max_steps=2)
-    assert (outcome.status, outcome.exit_code) == ("failed", 1)
-    assert outcome.error is not None and "max_steps=2" in outcome.error
+    assert (outcome.status, outcome.exit_code) == ("waiting", 3)
+    assert outcome.needs is not None and outcome.needs.startswith("budget: max_steps=2 reached")
     assert kinds(events).count("model.response") == 2
 
 
