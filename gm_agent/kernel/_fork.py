@@ -29,6 +29,7 @@ from gm_agent.kernel._run import absolute_model, kernel_for, open_existing, requ
 from gm_agent.kernel.loop import EventObserver, RunOutcome
 from gm_agent.kernel.state import Folder, RunState
 from gm_agent.llm import make_model
+from gm_agent.policy import Redactor
 from gm_agent.settings import load_settings
 
 __all__ = ["fork_run"]
@@ -167,7 +168,8 @@ async def fork_run(
             )
             events = [new_event(clock, fork_id, "user", forked)]
             if message:
-                events.append(new_event(clock, fork_id, "user", UserMessage(text=message)))
+                text = Redactor(environ).redact(message)
+                events.append(new_event(clock, fork_id, "user", UserMessage(text=text)))
             await journal.append(events)
             kernel = kernel_for(
                 journal, llm, settings, clock, environ, observer, approvals=approvals

@@ -17,6 +17,7 @@ from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome
 from gm_agent.kernel.state import TERMINAL, RunState
 from gm_agent.kernel.task import TaskSpec, load_task
 from gm_agent.llm import Model, default_model_name, make_model
+from gm_agent.policy import Redactor
 from gm_agent.settings import BudgetSettings, Settings, load_settings
 from gm_agent.tools import builtin_tools
 
@@ -135,6 +136,7 @@ async def run_task(
     workspace = Path(await anyio.Path(workspace).resolve())
     settings = load_settings(workspace, environ)
     task = load_task(task_path)
+    task = task.model_copy(update={"text": Redactor(environ).redact(task.text)})
     registry = builtin_tools()
     registry.select(task.tools)  # an unknown tool in the allow-list fails before the run exists
     model_name = absolute_model(

@@ -106,6 +106,7 @@ class WorkspaceWriter:
         limits: tool limits (shell output cap).
         environ: the environment shell commands inherit, before secrets are removed.
         sandbox: how shell commands are confined (``None``: a plain process).
+        redact: applied to a command's output before it is journaled (secrets).
     """
 
     def __init__(
@@ -118,6 +119,7 @@ class WorkspaceWriter:
         limits: ToolSettings,
         environ: Mapping[str, str],
         sandbox: ShellSandbox | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self._journal = journal
         self._clock = clock
@@ -127,6 +129,7 @@ class WorkspaceWriter:
         self._limits = limits
         self._environ = environ
         self._sandbox = sandbox
+        self._redact = redact
         self._snapshot: Snapshot | None = None
 
     def _lock(self) -> WriterLock:
@@ -298,7 +301,7 @@ class WorkspaceWriter:
                     changes = await anyio.to_thread.run_sync(
                         drop_visibility_changes, self._workspace, changes, lock.acquired_ns
                     )
-                    output = result.output
+                    output = self._redact(result.output)
                     if uncovered:
                         output += f"\n[gm: changes to {', '.join(uncovered)} are over the snapshot size cap and cannot be undone]"
                     patch = PatchApplied(

@@ -71,6 +71,7 @@ from gm_agent.kernel._writer import WorkspaceWriter
 from gm_agent.kernel.context import build_request
 from gm_agent.kernel.state import TERMINAL, JobView, PatchView, RunState, evolve, fold
 from gm_agent.llm import Model, Move
+from gm_agent.policy import Redactor
 from gm_agent.settings import Settings
 from gm_agent.tools import FileWrite, Finish, Reply, ShellCommand, Tool, ToolContext, ToolRegistry
 
@@ -166,6 +167,7 @@ class Kernel:
         self._workspace_writer: WorkspaceWriter | None = None
         self._sandbox: ShellSandbox | None = None
         self._approvals = approvals
+        self._redactor = Redactor(environ)
         self._seen_seq = 0  # every event of the run up to here is folded in
         self._own_ids: set[str] = set()  # events this kernel committed after _seen_seq
 
@@ -391,6 +393,7 @@ class Kernel:
                 self._settings.tools,
                 self._environ,
                 self._sandbox,
+                self._redactor.redact,
             )
         return self._workspace_writer
 
@@ -621,6 +624,7 @@ class Kernel:
 
     async def _reply(self, call: ToolCallData, ok: bool, output: str, cause: str | None) -> None:
         crash_point("tool.before_returned")
+        output = self._redactor.redact(output)  # secrets never reach the journal or the model
         await self._emit(
             [ToolReturned(call_id=call.call_id, name=call.name, ok=ok, output=output)], cause
         )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from gm_agent.errors import PathOutsideWorkspace
+from gm_agent.patches import apply_changes, plan_write
 from gm_agent.tools import resolve_in_workspace
+from tests.conftest import gm
+from tests.helpers import write_script, write_task
 
 
 @pytest.fixture
@@ -98,3 +102,39 @@ def test_paths_inside_resolve_to_their_real_location(
 
 def test_reads_of_gm_state_are_allowed(layout: Path) -> None:
     assert resolve_in_workspace(layout, ".git/config") == layout.resolve() / ".git" / "config"
+
+
+def test_a_symlink_a_shell_command_made_cannot_be_written_through(tmp_path: Path) -> None:
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    workspace.mkdir()
+    outside.mkdir()
+    write_script(
+        workspace / "moves.yaml",
+        [
+            {"tool_calls": [{"name": "run_shell", "args": {"command": f"ln -s {outside} evil"}}]},
+            {"tool_calls": [{"name": "write_file", "args": {"path": "evil/x", "content": "x"}}]},
+            {"finish": "tried"},
+        ],
+    )
+    task = write_task(workspace / "task.md", "Escape.", model="scripted:moves.yaml")
+    result = gm("run", str(task), "--json", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    (write,) = [
+        e["data"]
+        for e in events
+        if e["kind"] == "tool.returned" and e["data"]["name"] == "write_file"
+    ]
+    assert not write["ok"] and "outside the workspace" in write["output"]
+    assert list(outside.iterdir()) == []
+
+
+def test_a_hard_link_to_a_file_outside_is_replaced_not_written_through(tmp_path: Path) -> None:
+    workspace, outside = tmp_path / "ws", tmp_path / "outside.txt"
+    workspace.mkdir()
+    outside.write_text("theirs\n")
+    os.link(outside, workspace / "linked.txt")
+    target = resolve_in_workspace(workspace, "linked.txt", write=True)
+    apply_changes(workspace, [plan_write(workspace, target, b"mine\n")])
+    assert (workspace / "linked.txt").read_text() == "mine\n"
+    assert outside.read_text() == "theirs\n"  # an atomic replace makes a new file
