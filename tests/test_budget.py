@@ -13,8 +13,14 @@ from tests.helpers import write_script, write_task
 LIST = {"tool_calls": [{"name": "list_dir", "args": {}}]}
 
 
+def write(n: int) -> dict[str, Any]:
+    return {"tool_calls": [{"name": "write_file", "args": {"path": f"f{n}.txt", "content": "x"}}]}
+
+
 def five_steps(workspace: Path, **front: Any) -> Path:
-    write_script(workspace / "moves.yaml", [LIST, LIST, LIST, LIST, {"finish": "five steps"}])
+    """Four different calls (no loop), then finish."""
+    steps = [write(1), write(2), write(3), write(4), {"finish": "five steps"}]
+    write_script(workspace / "moves.yaml", steps)
     return write_task(workspace / "task.md", "Look around.", model="scripted:moves.yaml", **front)
 
 
@@ -59,3 +65,17 @@ def test_an_unknown_budget_key_is_a_usage_error(workspace: Path) -> None:
     result = gm("resume", "last", "--budget", "max_dollars=5", cwd=workspace)
     assert result.returncode == 2
     assert "'max_dollars=5' is not KEY=VALUE with KEY one of max_input_tokens" in result.stderr
+
+
+def test_the_same_call_with_the_same_result_three_times_stops_the_run_once(
+    workspace: Path,
+) -> None:
+    write_script(workspace / "moves.yaml", [LIST, LIST, LIST, LIST, {"finish": "looked"}])
+    task = write_task(workspace / "task.md", "Look.", model="scripted:moves.yaml")
+    stopped = gm("run", str(task), cwd=workspace)
+    assert stopped.returncode == 3
+    assert "is waiting: loop: list_dir({}) gave the same result 3 times in a row" in stopped.stderr
+    assert responses(workspace) == 3
+    resumed = gm("resume", "last", cwd=workspace)  # a person looked: it may go on
+    assert resumed.returncode == 0, resumed.stderr
+    assert responses(workspace) == 5

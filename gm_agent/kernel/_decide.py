@@ -14,11 +14,13 @@ from gm_agent.kernel.state import RunState
 from gm_agent.tools import ShellCommand
 
 __all__ = [
+    "LOOP_REPEATS",
     "Action",
     "CallTool",
     "EndRun",
     "RequestMove",
     "budget_reason",
+    "loop_reason",
     "model_job_key",
     "next_action",
     "shell_job_key",
@@ -118,3 +120,38 @@ def shell_job_key(run_id: str, step: int, index: int, command: ShellCommand) -> 
     """The idempotency key of the shell command of call ``index`` in step ``step``."""
     args: dict[str, object] = {"command": command.command, "timeout_s": command.timeout_s}
     return idempotency_key(run_id, step, index, args_digest(args))
+
+
+LOOP_REPEATS = 3
+"""The same call with the same arguments and the same result this many times in a
+row is a loop: the run stops and waits for a person."""
+
+
+def loop_reason(state: RunState) -> str | None:
+    """Why the run looks stuck, or ``None``: its last :data:`LOOP_REPEATS` tool calls
+    were the same call, with the same arguments and the same result, the streak
+    just reached that length (so a resumed run is not stopped again at once)."""
+    results = {t.call_id: t for t in state.conversation if t.role == "tool"}
+    calls = [
+        (c.name, c.args, results[c.call_id].text, results[c.call_id].ok)
+        for t in state.conversation
+        if t.role == "assistant"
+        for c in t.tool_calls
+        if c.call_id in results
+    ]
+    if len(calls) < LOOP_REPEATS:
+        return None
+    last = calls[-1]
+    streak = 0
+    for call in reversed(calls):
+        if call != last:
+            break
+        streak += 1
+    if streak != LOOP_REPEATS:
+        return None
+    name, args, _, _ = last
+    return (
+        f"loop: {name}({args}) gave the same result {LOOP_REPEATS} times in a row; "
+        f"look at the run (`gm log {state.run_id}`), then `gm resume {state.run_id}` "
+        "to let it go on, or `gm fork` it with a message"
+    )

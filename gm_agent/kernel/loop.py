@@ -62,6 +62,7 @@ from gm_agent.kernel._decide import (
     EndRun,
     RequestMove,
     budget_reason,
+    loop_reason,
     model_job_key,
     next_action,
     shell_job_key,
@@ -168,6 +169,7 @@ class Kernel:
         self._sandbox: ShellSandbox | None = None
         self._approvals = approvals
         self._redactor = Redactor(environ)
+        self._called_since_start = False  # a tool call ran in this process (loop check)
         self._seen_seq = 0  # every event of the run up to here is folded in
         self._own_ids: set[str] = set()  # events this kernel committed after _seen_seq
 
@@ -454,7 +456,9 @@ class Kernel:
                 if self._checkpoint_due():
                     await self._checkpoint()
                 reason = budget_reason(self._state, self._elapsed_s())
-                if reason is not None:  # checked before spending; resumable with a raise
+                if reason is None and self._called_since_start:
+                    reason = loop_reason(self._state)
+                if reason is not None:  # checked before spending; resumable
                     await self._set_status("waiting", reason)
                     return
                 await self._request_move()
@@ -624,6 +628,7 @@ class Kernel:
 
     async def _reply(self, call: ToolCallData, ok: bool, output: str, cause: str | None) -> None:
         crash_point("tool.before_returned")
+        self._called_since_start = True
         output = self._redactor.redact(output)  # secrets never reach the journal or the model
         await self._emit(
             [ToolReturned(call_id=call.call_id, name=call.name, ok=ok, output=output)], cause
