@@ -5,12 +5,14 @@
     take the run's lease (renewed by a heartbeat)
     state = latest checkpoint + fold(the events after it)
     loop:
-        if the latest move has tool calls without results: carry out the next one
+        if the latest move has tool calls without results: decide the next one by
+            policy (allow, deny, or ask: waiting for an approval) and carry it out
             (a call cut off by a crash is reconciled: recorded results are served,
             idempotent jobs re-run under the same key, others become job.ambiguous)
         else: at this safe point, checkpoint every N steps or T seconds;
-            check the step budget, then ask the model for a move (a job)
-    until the model finishes, the budget stops it, or the user interrupts
+            check the budgets (and for a loop), then ask the model for a move (a job)
+    until the model finishes, the user interrupts, or it waits for a person
+    (an approval, a raised budget, a look at a loop)
     checkpoint on the way out
 
 The loop decides every next action from the folded state alone
