@@ -131,19 +131,12 @@ def loop_reason(state: RunState) -> str | None:
     """Why the run looks stuck, or ``None``: its last :data:`LOOP_REPEATS` tool calls
     were the same call, with the same arguments and the same result, the streak
     just reached that length (so a resumed run is not stopped again at once)."""
-    results = {t.call_id: t for t in state.conversation if t.role == "tool"}
-    calls = [
-        (c.name, c.args, results[c.call_id].text, results[c.call_id].ok)
-        for t in state.conversation
-        if t.role == "assistant"
-        for c in t.tool_calls
-        if c.call_id in results
-    ]
-    if len(calls) < LOOP_REPEATS:
+    recent = _last_calls(state, LOOP_REPEATS + 1)
+    if len(recent) < LOOP_REPEATS:
         return None
-    last = calls[-1]
+    last = recent[-1]
     streak = 0
-    for call in reversed(calls):
+    for call in reversed(recent):
         if call != last:
             break
         streak += 1
@@ -155,3 +148,24 @@ def loop_reason(state: RunState) -> str | None:
         f"look at the run (`gm log {state.run_id}`), then `gm resume {state.run_id}` "
         "to let it go on, or `gm fork` it with a message"
     )
+
+
+def _last_calls(state: RunState, count: int) -> list[tuple[str, object, str, bool]]:
+    """The last ``count`` answered tool calls as (name, args, result, ok), oldest first.
+
+    Walks back from the end of the conversation, so the check before each model
+    request costs what the last few steps hold, not the whole run.
+    """
+    results: dict[str, tuple[str, bool]] = {}
+    calls: list[tuple[str, object, str, bool]] = []
+    for turn in reversed(state.conversation):
+        if turn.role == "tool" and turn.call_id is not None:
+            results[turn.call_id] = (turn.text, turn.ok)
+        elif turn.role == "assistant":
+            for call in reversed(turn.tool_calls):
+                if call.call_id in results:
+                    text, ok = results[call.call_id]
+                    calls.append((call.name, call.args, text, ok))
+            if len(calls) >= count:
+                break
+    return list(reversed(calls[:count]))

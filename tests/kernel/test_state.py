@@ -311,3 +311,20 @@ def test_an_approval_is_pending_until_answered_and_always_is_remembered_for_the_
     assert after.pending_approval() is None
     assert after.approval_for("c1").answer == "granted"  # type: ignore[union-attr]
     assert after.approved_rules == ("run_shell:x",)
+
+
+@pytest.mark.parametrize(("repeats", "stops"), [(2, False), (3, True), (4, False)])
+def test_a_loop_is_the_same_answered_call_exactly_three_times_in_a_row(
+    repeats: int, stops: bool
+) -> None:
+    from gm_agent.kernel._decide import loop_reason
+
+    datas: list[AnyEventData] = [CREATED, UserMessage(text="go"), status("created", "running")]
+    for n in range(repeats):
+        call = ToolCallData(call_id=f"c{n}", name="list_dir", args={})
+        datas += [
+            ModelResponse(job_id=f"m{n}", model="x", tool_calls=(call,)),
+            ToolReturned(call_id=f"c{n}", name="list_dir", ok=True, output="a.txt"),
+        ]
+    reason = loop_reason(fold(events_of(FakeClock(), "R", *datas)))
+    assert (reason is not None) == stops
