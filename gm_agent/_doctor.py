@@ -54,7 +54,7 @@ async def _sandbox(settings: Settings) -> Check:
     )
     if sandbox.effective:
         return Check("sandbox", "ok", sandbox.detail)
-    status = "fail" if wanted.backend == "bubblewrap" else "warn"
+    status = "fail" if wanted.backend in ("bubblewrap", "landlock") else "warn"
     return Check("sandbox", status, f"none: shell commands run unconfined ({sandbox.detail})")
 
 

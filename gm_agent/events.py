@@ -151,6 +151,8 @@ class RunCreated(_Frozen):
     """The task's policy rules (gm.toml's are read when the run executes)."""
     budget: dict[str, JsonValue] = Field(default_factory=dict)
     """Limits besides ``max_steps`` (gm.toml's ``[budget]`` under the task's ``budget:``)."""
+    network: bool = False
+    """The task lets its shell commands reach the network (``sandbox: {network: true}``)."""
 
 
 class RunStatusChanged(_Frozen):
@@ -455,13 +457,13 @@ class CheckpointSaved(_Frozen):
 class SandboxProbed(_Frozen):
     """How the process now executing the run confines its shell commands.
 
-    ``backend`` is ``bubblewrap`` or ``none`` (commands run unconfined);
-    ``detail`` says why. Recorded each time a process takes the run on.
+    ``backend`` is ``bubblewrap``, ``landlock`` or ``none`` (commands run
+    unconfined); ``detail`` says why. Recorded each time a process takes the run on.
     """
 
     kind: Literal["sandbox.probed"] = "sandbox.probed"
     v: int = 1
-    backend: Literal["bubblewrap", "none"]
+    backend: Literal["bubblewrap", "landlock", "none"]
     network: bool = False
     detail: str = ""
 

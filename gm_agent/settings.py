@@ -14,7 +14,7 @@ A task's front matter and command-line options override these per run (see
     every_s = 60
 
     [sandbox]
-    backend = "auto"             # auto | bubblewrap | none
+    backend = "auto"             # auto | bubblewrap | landlock | none
     network = false
 
     [providers.openai]
@@ -79,13 +79,13 @@ class CheckpointSettings(_Section):
 class SandboxSettings(_Section):
     """``[sandbox]``: how shell commands are confined (see docs/sandbox.md).
 
-    ``backend``: ``auto`` (bubblewrap when it works here, else none), ``bubblewrap``
-    (refuse to run commands unconfined), or ``none``. ``network``: let commands
-    reach the network. ``max_file_bytes`` and ``max_memory_bytes`` are rlimits
+    ``backend``: ``auto`` (bubblewrap when it works here, else Landlock, else
+    none), ``bubblewrap`` or ``landlock`` (that one or refuse to run commands),
+    or ``none``. ``network``: let commands reach the network. ``max_file_bytes`` and ``max_memory_bytes`` are rlimits
     (RLIMIT_FSIZE, RLIMIT_AS) in bytes; ``max_memory_bytes = 0`` means no limit.
     """
 
-    backend: Literal["auto", "bubblewrap", "none"] = "auto"
+    backend: Literal["auto", "bubblewrap", "landlock", "none"] = "auto"
     network: bool = False
     max_file_bytes: int = Field(default=1 << 30, ge=1 << 20)
     max_memory_bytes: int = Field(default=0, ge=0)
@@ -102,11 +102,14 @@ class PolicyRule(_Section):
     ``run_shell`` command line (pipelines, ``&&``/``||``/``;`` chains and
     ``$(...)`` are split into commands), or on the ``path`` of a file tool.
     ``must_match`` and ``must_not_match`` are examples checked when the rule loads.
+    ``network = true`` on an ``allow`` or ``ask`` rule lets the command lines it
+    matches reach the network from the sandbox.
     """
 
     tool: str = Field(min_length=1)
     match: str = "*"
     action: PolicyAction
+    network: bool = False
     must_match: tuple[str, ...] = ()
     must_not_match: tuple[str, ...] = ()
 

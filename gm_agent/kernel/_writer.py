@@ -268,6 +268,9 @@ class WorkspaceWriter:
         """Run a shell job between two snapshots; ``(ok, text for the model)``."""
         command = str(spec.args["command"])
         timeout_s = float(spec.args["timeout_s"])  # type: ignore[arg-type]
+        sandbox = self._sandbox
+        if sandbox is not None and spec.args.get("network") is True:
+            sandbox = sandbox.with_network()  # a rule allowed it (see the loop's _shell)
         try:
             async with self._lock() as lock:
                 before, contents = await anyio.to_thread.run_sync(
@@ -286,7 +289,7 @@ class WorkspaceWriter:
                         timeout_s=timeout_s,
                         env=scrub_env(self._environ),
                         output_cap_bytes=self._limits.shell_output_cap_bytes,
-                        sandbox=self._sandbox,
+                        sandbox=sandbox,
                     )
                     error = None
                     if result.timed_out:

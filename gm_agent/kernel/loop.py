@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import assert_never
 
 import anyio
+from pydantic import JsonValue
 
 from gm_agent.clock import Clock, parse_timestamp
 from gm_agent.errors import GmAgentError, JournalError, LeaseLost, ToolError, UserError
@@ -41,6 +42,8 @@ from gm_agent.events import (
     CheckpointSaved,
     Event,
     EventSource,
+    JobAttemptFailed,
+    JobResult,
     ModelResponse,
     RunFinished,
     RunForked,
@@ -57,7 +60,13 @@ from gm_agent.events import (
 from gm_agent.faults import crash_point
 from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, ShellSandbox, probe_sandbox
 from gm_agent.journal import DEFAULT_LEASE_S, CheckpointRecord, Journal, new_owner
-from gm_agent.kernel._approvals import APPROVAL_POLL_S, ApprovalMode, Verdict, verdict
+from gm_agent.kernel._approvals import (
+    APPROVAL_POLL_S,
+    ApprovalMode,
+    Verdict,
+    rules_in_force,
+    verdict,
+)
 from gm_agent.kernel._checkpoint import encode_state, load_state
 from gm_agent.kernel._decide import (
     CallTool,
@@ -74,7 +83,7 @@ from gm_agent.kernel._writer import WorkspaceWriter
 from gm_agent.kernel.context import build_request
 from gm_agent.kernel.state import TERMINAL, JobView, PatchView, RunState, evolve, fold
 from gm_agent.llm import Model, Move
-from gm_agent.policy import Redactor
+from gm_agent.policy import Redactor, network_rule
 from gm_agent.settings import Settings
 from gm_agent.tools import FileWrite, Finish, Reply, ShellCommand, Tool, ToolContext, ToolRegistry
 
@@ -286,7 +295,7 @@ class Kernel:
             lambda: probe_sandbox(
                 Path(self._state.workspace),
                 wanted=wanted.backend,
-                network=wanted.network,
+                network=wanted.network or self._state.network,
                 max_file_bytes=wanted.max_file_bytes,
                 max_memory_bytes=wanted.max_memory_bytes or None,
             )
@@ -297,11 +306,11 @@ class Kernel:
             backend=sandbox.backend, network=sandbox.network, detail=sandbox.detail
         )
         await self._emit([probed])
-        if wanted.backend == "bubblewrap" and not sandbox.effective:
+        if wanted.backend in ("bubblewrap", "landlock") and not sandbox.effective:
             await self._finish(
                 "failed",
-                error=f"gm.toml asks for the bubblewrap sandbox, but {sandbox.detail}; "
-                'install it, or set [sandbox] backend = "auto" to run commands unconfined',
+                error=f"gm.toml asks for the {wanted.backend} sandbox, but {sandbox.detail}; "
+                'fix that, or set [sandbox] backend = "auto" to use what works here',
             )
 
     async def _restore_fork(self) -> None:
@@ -363,8 +372,10 @@ class Kernel:
         """Check ``datas`` against the state (evolve), commit them, then fold them in.
 
         ``source`` overrides each event's usual source (a shell command's patch is
-        ``job``'s); ``checkpoint`` is committed in the same transaction.
+        ``job``'s); ``checkpoint`` is committed in the same transaction. Error
+        texts of jobs and runs (a provider's message, an exception) are redacted first.
         """
+        datas = [self._redacted_error(d) for d in datas]
         events = [
             new_event(
                 self._clock,
@@ -384,6 +395,13 @@ class Kernel:
             self._state = evolve(self._state, event)
             self._notify(event)
         return committed
+
+    def _redacted_error(self, data: AnyEventData) -> AnyEventData:
+        if isinstance(data, JobAttemptFailed | JobResult | RunFinished) and data.error:
+            redacted = self._redactor.redact(data.error)
+            if redacted != data.error:
+                return data.model_copy(update={"error": redacted})
+        return data
 
     def _writer(self) -> WorkspaceWriter:
         """What carries out this run's file writes and shell commands."""
@@ -717,12 +735,20 @@ class Kernel:
     async def _shell(
         self, command: ShellCommand, call: ToolCallData, index: int, cause: str | None
     ) -> tuple[bool, str]:
-        """Run a shell command as a (non-idempotent) job; ``(ok, text for the model)``."""
+        """Run a shell command as a (non-idempotent) job; ``(ok, text for the model)``.
+
+        A rule with ``network = true`` that matches the line lets it reach the
+        network; the grant is journaled with the job's intent (``args.network``).
+        """
+        args: dict[str, JsonValue] = {"command": command.command, "timeout_s": command.timeout_s}
+        rules = rules_in_force(self._settings.policy, self._state)
+        if network_rule(call.name, call.args, rules) is not None:
+            args["network"] = True
         spec = JobSpec(
             job_id=self._clock.new_id(),
             key=shell_job_key(self._state.run_id, self._state.step, index, command),
             kind="shell",
-            args={"command": command.command, "timeout_s": command.timeout_s},
+            args=args,
             idempotent=False,
             call_id=call.call_id,
         )

@@ -165,7 +165,9 @@ class RunState(BaseModel):
         changed_files: workspace paths changed by applied patches, first change first.
         last_response_id: the event id of the latest ``model.response``.
         resumes: how many times a process took the run over after a stop.
-        sandbox: how shell commands are confined now (``bubblewrap`` or ``none``).
+        sandbox: how shell commands are confined now (``bubblewrap``, ``landlock``
+            or ``none``).
+        network: the task lets its shell commands reach the network.
         budget: limits besides ``max_steps`` (see ``BudgetSettings``); ``created_at``
             when the run was created (RFC 3339); ``waiting_reason`` why it waits.
         approvals: calls that asked for approval, oldest first, with their answers.
@@ -186,6 +188,7 @@ class RunState(BaseModel):
     instructions: str | None = None
     rules: tuple[dict[str, JsonValue], ...] = ()
     budget: dict[str, JsonValue] = {}
+    network: bool = False
     created_at: str = ""
     waiting_reason: str | None = None
     workspace: str = ""
@@ -359,6 +362,7 @@ class _Draft:
                     instructions=data.instructions,
                     rules=data.rules,
                     budget=data.budget,
+                    network=data.network,
                     created_at=event.at,
                     workspace=data.workspace,
                 )

@@ -10,13 +10,16 @@
     policy:
       rules:
         - {tool: run_shell, match: "git push*", action: ask}
+    sandbox:
+      network: true
     ---
     Create hello.txt containing "Hello, world!".
 
 The body is the task. Front matter keys: ``model``, ``max_steps``, ``tools`` (an
 allow-list; ``finish`` is always allowed), ``instructions`` (extra system
-prompt), ``policy`` (``rules`` as in gm.toml's ``[[policy.rules]]``) and
-``budget`` (the keys of gm.toml's ``[budget]``). Errors name the file and line.
+prompt), ``policy`` (``rules`` as in gm.toml's ``[[policy.rules]]``),
+``budget`` (the keys of gm.toml's ``[budget]``) and ``sandbox`` (``network``:
+let the task's shell commands reach the network). Errors name the file and line.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gm_agent.errors import TaskFileError
 from gm_agent.settings import BudgetSettings, PolicyRule
 
-__all__ = ["TaskPolicy", "TaskSpec", "load_task", "parse_task"]
+__all__ = ["TaskPolicy", "TaskSandbox", "TaskSpec", "load_task", "parse_task"]
 
 _FENCE = "---"
 
@@ -41,6 +44,15 @@ class TaskPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rules: tuple[PolicyRule, ...] = ()
+
+
+class TaskSandbox(BaseModel):
+    """A task's ``sandbox:``. Only ``network`` (gm.toml's ``[sandbox]`` decides the
+    backend and limits: a task cannot loosen them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    network: bool = False
 
 
 class TaskSpec(BaseModel):
@@ -63,6 +75,7 @@ class TaskSpec(BaseModel):
     instructions: str | None = None
     policy: TaskPolicy | None = None
     budget: BudgetSettings | None = None
+    sandbox: TaskSandbox | None = None
 
 
 def _split(source: str, path: str) -> tuple[str | None, str, int]:
@@ -122,7 +135,7 @@ def parse_task(source: str, path: Path | None = None) -> TaskSpec:
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             raise TaskFileError(
                 shown,
-                f"front matter {key!r}: {message} (known keys: model, max_steps, tools, instructions, policy, budget)",
+                f"front matter {key!r}: {message} (known keys: model, max_steps, tools, instructions, policy, budget, sandbox)",
                 line,
             ) from exc
     text = body.strip()

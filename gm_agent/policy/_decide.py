@@ -20,7 +20,7 @@ from pydantic import JsonValue
 from gm_agent.policy._shell import commands_of
 from gm_agent.settings import PolicyAction, PolicyRule
 
-__all__ = ["Decision", "Risk", "decide", "risk_key", "risk_of"]
+__all__ = ["Decision", "Risk", "decide", "network_rule", "risk_key", "risk_of"]
 
 Risk = Literal["safe", "elevated", "dangerous"]
 
@@ -122,3 +122,21 @@ def decide(
         "allow": f"allowed by {key!r}",
     }[action]
     return Decision(action, risk, key, reason)
+
+
+def network_rule(
+    tool: str, args: Mapping[str, JsonValue], rules: Sequence[PolicyRule]
+) -> str | None:
+    """The key of a rule that lets this call reach the network, if one does.
+
+    A ``network = true`` rule that is not ``deny`` and matches one command of a
+    shell line grants the network to the whole line (it runs in one sandbox).
+    """
+    granting = [r for r in rules if r.network and r.action != "deny" and r.tool in (tool, "*")]
+    if not granting:
+        return None
+    for subject in _subjects(tool, args) or []:
+        for rule in granting:
+            if fnmatch.fnmatchcase(subject, rule.match):
+                return rule.key
+    return None
