@@ -18,6 +18,7 @@ from gm_agent.events import (
     JobCancelled,
     JobIntent,
     JobResult,
+    ModelFallback,
     ModelResponse,
     PatchApplied,
     PatchConflict,
@@ -90,6 +91,8 @@ def progress_line(event: Event) -> str | None:
                 f"run {event.run_id} · fork of {data.parent_id} at seq {data.fork_seq} "
                 f"· model {data.model} · at most {data.max_steps} steps"
             )
+        case ModelFallback():
+            return f"! {data.from_model} is failing ({_short(data.reason, 80)}); moving to {data.to_model}"
         case JobAmbiguous():
             return f"  ? {data.message}"
         case JobAttemptFailed():
@@ -159,6 +162,8 @@ def log_line(event: Event) -> str:
         case BudgetRaised():
             raised = {"max_steps": data.max_steps} if data.max_steps else {}
             gist = ", ".join(f"{k}={v}" for k, v in {**raised, **data.budget}.items())
+        case ModelFallback():
+            gist = f"{data.from_model} -> {data.to_model}: {data.reason}"
         case RunFinished():
             gist = f"{data.status}: {data.summary or data.error or ''}"
         case _:
@@ -172,7 +177,7 @@ def run_line(run: RunRow) -> str:
     tokens = run.input_tokens + run.output_tokens
     status = "orphaned" if run.orphaned else run.status
     line = (
-        f"{run.run_id}  {status:<10} {run.steps:>5} {tokens:>8}  "
+        f"{run.run_id}  {status:<10} {run.steps:>5} {tokens:>8} {cost_text(run.cost_usd, run.unpriced_steps, run.steps):>9}  "
         f"{run.created_at[:19].replace('T', ' ')}  {_short(run.model, 24):<24}  {task}"
     )
     if run.parent_id is not None:
@@ -180,7 +185,15 @@ def run_line(run: RunRow) -> str:
     return line
 
 
-RUNS_HEADER = f"{'RUN':<26}  {'STATUS':<10} {'STEPS':>5} {'TOKENS':>8}  {'CREATED (UTC)':<19}  {'MODEL':<24}  TASK"
+RUNS_HEADER = f"{'RUN':<26}  {'STATUS':<10} {'STEPS':>5} {'TOKENS':>8} {'COST':>9}  {'CREATED (UTC)':<19}  {'MODEL':<24}  TASK"
+
+
+def cost_text(cost_usd: float, unpriced_steps: int, steps: int) -> str:
+    """``$0.0123``; ``?`` when no response had a price; ``$0.01+`` when some had none."""
+    if steps and unpriced_steps >= steps:
+        return "?"
+    shown = f"${cost_usd:.4f}" if cost_usd < 100 else f"${cost_usd:,.2f}"
+    return f"{shown}+" if unpriced_steps else shown
 
 
 def timeline(events: Iterable[Event]) -> list[str]:

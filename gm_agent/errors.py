@@ -20,6 +20,7 @@ Every error gm_agent raises on purpose derives from :class:`GmAgentError`::
     ├── ModelError                the model could not produce a move
     │   ├── ModelHTTPError        a provider answered with an HTTP error
     │   ├── ModelConnectionError  the provider could not be reached (retryable)
+    │   ├── CircuitOpen           a provider failed too often lately: not tried now
     │   └── ScriptExhausted       a scripted model has no move left
     ├── IllegalTransition         a run state change not in the table (a bug)
     └── ReplayDivergence          replay met an event the code would not produce
@@ -31,12 +32,15 @@ to do.
 
 An error worth retrying has ``retryable = True`` and may carry
 ``retry_after_s`` (seconds the server asked us to wait); the job runner reads
-both and nothing else.
+both. ``outage = True`` marks a failure of the provider rather than of the
+request (unreachable, overloaded, 5xx, circuit open): a run with fallback
+models moves to the next one.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CircuitOpen",
     "ConfigError",
     "GmAgentError",
     "IllegalTransition",
@@ -66,6 +70,7 @@ class GmAgentError(Exception):
 
     retryable: bool = False
     retry_after_s: float | None = None
+    outage: bool = False
 
 
 class UserError(GmAgentError):
@@ -164,6 +169,7 @@ class JobTimeout(JobError):
     """One attempt of a job ran past its timeout and was stopped. Retryable."""
 
     retryable = True
+    outage = True
 
 
 class PatchError(GmAgentError):
@@ -191,6 +197,7 @@ class ModelHTTPError(ModelError):
         self.status = status
         self.body = body[:2000]
         self.retryable = status in self.RETRYABLE_STATUSES
+        self.outage = self.retryable
         self.retry_after_s = retry_after_s
         hint = {
             401: "check the API key",
@@ -205,6 +212,15 @@ class ModelConnectionError(ModelError):
     """The provider could not be reached or did not answer in time. Retryable."""
 
     retryable = True
+    outage = True
+
+
+class CircuitOpen(ModelError):
+    """A provider failed several times in a row lately, so it is not asked now
+    (the circuit breaker pattern; M. Nygard, "Release It!", 2007). Not retried
+    within the job: a run with fallback models moves to the next one."""
+
+    outage = True
 
 
 class ScriptExhausted(ModelError):

@@ -40,6 +40,7 @@ __all__ = [
     "JobCancelled",
     "JobIntent",
     "JobResult",
+    "ModelFallback",
     "ModelResponse",
     "PatchApplied",
     "PatchConflict",
@@ -80,10 +81,29 @@ class _Frozen(BaseModel):
 
 
 class TokenUsage(_Frozen):
-    """Tokens a model request consumed, as the provider reported them."""
+    """Tokens a model request consumed, as the provider reported them.
+
+    ``input_tokens`` is every input token, cached or not; ``cache_read_tokens``
+    and ``cache_write_tokens`` are the parts of it read from or written to the
+    provider's prompt cache (billed at their own rates). ``reasoning_tokens`` is
+    the part of ``output_tokens`` spent thinking. The convention of genai-prices
+    (``Usage``), which prices them.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+        )
 
 
 class ToolCallData(_Frozen):
@@ -153,6 +173,8 @@ class RunCreated(_Frozen):
     """Limits besides ``max_steps`` (gm.toml's ``[budget]`` under the task's ``budget:``)."""
     network: bool = False
     """The task lets its shell commands reach the network (``sandbox: {network: true}``)."""
+    fallbacks: tuple[str, ...] = ()
+    """Models to move to, in order, when ``model``'s provider fails (``models =``)."""
 
 
 class RunStatusChanged(_Frozen):
@@ -196,6 +218,12 @@ class ModelResponse(_Frozen):
     usage: TokenUsage = TokenUsage()
     finish_reason: str | None = None
     duration_ms: int = 0
+    provider_data: dict[str, JsonValue] | None = None
+    """Opaque data the provider needs back on later turns (thinking blocks, thought
+    signatures), keyed by provider; see ``gm_agent.llm.Move``."""
+    cost_usd: float | None = None
+    """What the request cost in US dollars, priced when it was made
+    (:mod:`gm_agent.llm.prices`); ``None`` when gm knows no price for the model."""
 
 
 class ToolCalled(_Frozen):
@@ -438,6 +466,7 @@ class RunForked(_Frozen):
     steps: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: float = 0.0
 
 
 class CheckpointSaved(_Frozen):
@@ -477,6 +506,17 @@ class BudgetRaised(_Frozen):
     budget: dict[str, JsonValue] = Field(default_factory=dict)
 
 
+class ModelFallback(_Frozen):
+    """The run moved from ``from_model`` to ``to_model`` (the next of its ``models``)
+    because ``from_model``'s provider is failing; ``reason`` is the last error."""
+
+    kind: Literal["model.fallback"] = "model.fallback"
+    v: int = 1
+    from_model: str
+    to_model: str
+    reason: str
+
+
 class RunFinished(_Frozen):
     """A run reached a terminal status, with a summary (success) or an error."""
 
@@ -512,6 +552,7 @@ AnyEventData = Annotated[
     | CheckpointSaved
     | SandboxProbed
     | BudgetRaised
+    | ModelFallback
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -149,6 +149,8 @@ class BudgetSettings(_Section):
     max_output_tokens: int | None = Field(default=None, ge=1)
     max_tool_calls: int | None = Field(default=None, ge=1)
     max_wall_s: float | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """US dollars over the run's priced model responses (:mod:`gm_agent.llm.prices`)."""
 
 
 class ProviderSettings(_Section):
@@ -177,6 +179,10 @@ class Settings(_Section):
 
     workspace: Path
     model: str | None = None
+    models: tuple[str, ...] = ()
+    """Models in order of preference: the first is the default model, the rest
+    are where a run moves when a provider fails (``models = ["anthropic:...",
+    "openai:...", "local:smollm2"]``)."""
     max_steps: int = Field(default=30, ge=1)
     model_timeout_s: float = Field(default=600.0, gt=0)
     """Seconds one model request may take before it is stopped and retried."""
@@ -199,13 +205,19 @@ class Settings(_Section):
         return found.base_url if found else None
 
 
-_ENV_BASE_URLS = {"openai": "OPENAI_BASE_URL", "ollama": "OLLAMA_BASE_URL"}
+_ENV_BASE_URLS = {
+    "openai": "OPENAI_BASE_URL",
+    "anthropic": "ANTHROPIC_BASE_URL",
+    "gemini": "GEMINI_BASE_URL",
+    "ollama": "OLLAMA_BASE_URL",
+}
 
 
 def load_settings(workspace: Path, environ: Mapping[str, str]) -> Settings:
     """Read ``workspace/gm.toml`` (if present) and apply the environment over it.
 
-    Environment: ``GM_MODEL`` (model), ``OPENAI_BASE_URL``, ``OLLAMA_BASE_URL``.
+    Environment: ``GM_MODEL`` (model), ``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``,
+    ``GEMINI_BASE_URL``, ``OLLAMA_BASE_URL``.
 
     Raises:
         ConfigError: gm.toml is not valid TOML or has an unknown or invalid key

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -33,3 +38,26 @@ def events_of(
         new_event(clock, run_id, "kernel", data).model_copy(update={"seq": first_seq + i})
         for i, data in enumerate(datas)
     ]
+
+
+CASSETTES = (
+    Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "llm" / "pydantic-ai-cassettes"
+)
+"""Real recorded provider traffic (../shared/fixtures/README.md)."""
+
+
+def interactions(name: str) -> list[dict[str, Any]]:
+    """The recorded request/response pairs of cassette ``name``."""
+    return yaml.safe_load((CASSETTES / name).read_text())["interactions"]
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` over real HTTP on 127.0.0.1; yields ``http://127.0.0.1:PORT``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

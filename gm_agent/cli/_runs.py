@@ -91,9 +91,12 @@ def _budget(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) 
             limits[key] = float(value)
         except ValueError:
             raise click.BadParameter(f"{item!r}: {value!r} is not a number") from None
-        if limits[key] != int(limits[key]) and key != "max_wall_s":
+        if limits[key] != int(limits[key]) and key not in _FRACTIONAL:
             raise click.BadParameter(f"{item!r}: {key} is a whole number")
-    return {k: (v if k == "max_wall_s" else int(v)) for k, v in limits.items()}
+    return {k: (v if k in _FRACTIONAL else int(v)) for k, v in limits.items()}
+
+
+_FRACTIONAL = ("max_wall_s", "max_cost_usd")
 
 
 @click.command()
@@ -111,7 +114,7 @@ def _budget(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) 
     multiple=True,
     callback=_budget,
     metavar="KEY=VALUE",
-    help="Raise a limit: max_input_tokens, max_output_tokens, max_tool_calls, max_wall_s.",
+    help="Raise a limit: max_input_tokens, max_output_tokens, max_tool_calls, max_wall_s, max_cost_usd.",
 )
 @approval_options
 @click.pass_context
@@ -224,6 +227,7 @@ def log(ctx: click.Context, run_ref: str, follow: bool, as_json: bool) -> None:
 @click.pass_context
 def status(ctx: click.Context, run_ref: str) -> None:
     """Show where RUN stands (default: the last run)."""
+    from gm_agent._render import cost_text
     from gm_agent.kernel import load_state
 
     async def load() -> Any:
@@ -238,7 +242,13 @@ def status(ctx: click.Context, run_ref: str) -> None:
     if state.parent_id:
         click.echo(f"fork of  {state.parent_id} at seq {state.fork_seq}")
     click.echo(f"steps    {state.step} of {state.max_steps}")
-    click.echo(f"tokens   {state.usage.input_tokens} in, {state.usage.output_tokens} out")
+    usage = state.usage
+    cached = f" ({usage.cache_read_tokens} cached)" if usage.cache_read_tokens else ""
+    reasoning = f" ({usage.reasoning_tokens} reasoning)" if usage.reasoning_tokens else ""
+    click.echo(f"tokens   {usage.input_tokens} in{cached}, {usage.output_tokens} out{reasoning}")
+    cost = cost_text(state.cost_usd, state.unpriced_steps, state.step)
+    unpriced = f" ({state.unpriced_steps} responses had no price)" if state.unpriced_steps else ""
+    click.echo(f"cost     {cost}{unpriced}")
     if state.sandbox:
         click.echo(f"sandbox  {state.sandbox}")
     if state.changed_files:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from gm_agent.events import Event
     from gm_agent.journal import Journal
     from gm_agent.kernel import ApprovalMode, RunOutcome
+    from gm_agent.llm import Delta
 
 T = TypeVar("T")
 
@@ -62,16 +63,29 @@ def json_line(event: Event) -> str:
     return json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":"))
 
 
-def observer(as_json: bool) -> Callable[[Event], None]:
-    """Print each committed event: a JSON line, or a progress line when it has one."""
+def observer(as_json: bool) -> Callable[[Event | Delta], None]:
+    """Print each committed event (a JSON line, or a progress line when it has one)
+    and, in human output, the model's text as it streams."""
     from gm_agent._render import progress_line
+    from gm_agent.llm import Delta
 
-    def observe(event: Event) -> None:
-        if as_json:
-            click.echo(json_line(event))
+    streaming = False  # a streamed line is open: end it before the next line
+
+    def observe(item: Event | Delta) -> None:
+        nonlocal streaming
+        if isinstance(item, Delta):
+            if item.text and not as_json:
+                click.echo(item.text if streaming else f"  {item.text}", nl=False)
+                streaming = True
             return
-        line = progress_line(event)
+        if as_json:
+            click.echo(json_line(item))
+            return
+        line = progress_line(item)
         if line is not None:
+            if streaming:
+                click.echo()
+                streaming = False
             click.echo(line)
 
     return observe

@@ -69,7 +69,8 @@ class JobOutcome:
     """What an effect reports.
 
     ``extra`` events are committed just before ``job.result``, in the same
-    transaction, together with the content ``blobs`` they refer to.
+    transaction, together with the content ``blobs`` they refer to. ``outage``:
+    the job failed because its provider is failing (see ``GmAgentError.outage``).
     """
 
     ok: bool
@@ -78,3 +79,4 @@ class JobOutcome:
     exit_code: int | None = None
     extra: tuple[AnyEventData, ...] = field(default=())
     blobs: tuple[bytes, ...] = field(default=())
+    outage: bool = False

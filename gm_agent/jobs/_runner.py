@@ -134,7 +134,7 @@ class JobRunner:
                 break
             except GmAgentError as exc:
                 if not exc.retryable or attempt >= self._retry.max_attempts:
-                    outcome = JobOutcome(ok=False, error=str(exc))
+                    outcome = JobOutcome(ok=False, error=str(exc), outage=exc.outage)
                     break
                 delay = self._retry.delay_s(attempt, exc.retry_after_s, self._rng)
                 await self._emit([self._attempt_failed(spec, attempt, str(exc), delay)], ())

@@ -42,8 +42,8 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
         case RunForked():
             await conn.execute(
                 "INSERT INTO runs (run_id, status, task, task_path, model, parent_id, fork_seq, "
-                "created_at, updated_at, last_seq, steps, input_tokens, output_tokens) "
-                "VALUES (?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, updated_at, last_seq, steps, input_tokens, output_tokens, cost_usd) "
+                "VALUES (?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.run_id,
                     data.task,
@@ -57,6 +57,7 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
                     data.steps,
                     data.input_tokens,
                     data.output_tokens,
+                    data.cost_usd,
                 ),
             )
         case RunStatusChanged():
@@ -66,8 +67,15 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
         case ModelResponse():
             await conn.execute(
                 "UPDATE runs SET steps = steps + 1, input_tokens = input_tokens + ?, "
-                "output_tokens = output_tokens + ? WHERE run_id = ?",
-                (data.usage.input_tokens, data.usage.output_tokens, event.run_id),
+                "output_tokens = output_tokens + ?, cost_usd = cost_usd + ?, "
+                "unpriced_steps = unpriced_steps + ? WHERE run_id = ?",
+                (
+                    data.usage.input_tokens,
+                    data.usage.output_tokens,
+                    data.cost_usd or 0.0,
+                    int(data.cost_usd is None),
+                    event.run_id,
+                ),
             )
         case RunFinished():
             await conn.execute(

@@ -76,6 +76,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE events ADD COLUMN digest TEXT",
         "ALTER TABLE runs ADD COLUMN fork_seq INTEGER",
     ),
+    # 3: each run's cost in US dollars, and how many of its responses had no price.
+    (
+        "ALTER TABLE runs ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN unpriced_steps INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

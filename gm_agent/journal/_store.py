@@ -75,6 +75,9 @@ class RunRow(BaseModel):
     steps: int
     input_tokens: int
     output_tokens: int
+    cost_usd: float = 0.0
+    """US dollars over the run's priced responses; ``unpriced_steps`` had no price."""
+    unpriced_steps: int = 0
     summary: str | None
     error: str | None
     lease_owner: str | None = None

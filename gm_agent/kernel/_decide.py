@@ -80,6 +80,7 @@ _RAISE = {
     "max_output_tokens": "--budget max_output_tokens=N",
     "max_tool_calls": "--budget max_tool_calls=N",
     "max_wall_s": "--budget max_wall_s=SECONDS",
+    "max_cost_usd": "--budget max_cost_usd=DOLLARS",
 }
 
 
@@ -100,10 +101,17 @@ def budget_reason(state: RunState, elapsed_s: float) -> str | None:
             budget.get("max_tool_calls"),
         ),
         "max_wall_s": (elapsed_s, budget.get("max_wall_s")),
+        "max_cost_usd": (state.cost_usd, budget.get("max_cost_usd")),
     }
     for name, (spent, limit) in used.items():
         if isinstance(limit, int | float) and spent >= limit:
-            shown = f"{spent:.0f}" if isinstance(spent, float) else str(spent)
+            shown = (
+                f"${spent:.4f}"
+                if name == "max_cost_usd"
+                else f"{spent:.0f}"
+                if isinstance(spent, float)
+                else str(spent)
+            )
             return (
                 f"budget: {name}={limit} reached ({shown} used); "
                 f"raise it with `gm resume {state.run_id} {_RAISE[name]}`"

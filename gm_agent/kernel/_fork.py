@@ -25,10 +25,15 @@ from gm_agent.journal import Journal
 from gm_agent.kernel._approvals import ApprovalMode
 from gm_agent.kernel._checkpoint import history, lineage, load_state
 from gm_agent.kernel._restore import plan_restore
-from gm_agent.kernel._run import absolute_model, kernel_for, open_existing, require_workspace
+from gm_agent.kernel._run import (
+    absolute_model,
+    kernel_for,
+    model_pool,
+    open_existing,
+    require_workspace,
+)
 from gm_agent.kernel.loop import EventObserver, RunOutcome
 from gm_agent.kernel.state import Folder, RunState
-from gm_agent.llm import make_model
 from gm_agent.policy import Redactor
 from gm_agent.settings import load_settings
 
@@ -152,7 +157,8 @@ async def fork_run(
                 "`gm undo` it first); nothing was recorded. Use --force to overwrite"
             )
         model_name = absolute_model(model) if model else state.model
-        llm = make_model(model_name, settings, environ, base_dir=Path.cwd())
+        pool = model_pool(settings, environ, Path.cwd())
+        llm = pool.get(model_name)
         try:
             fork_id = clock.new_id()
             forked = RunForked(
@@ -165,6 +171,7 @@ async def fork_run(
                 steps=state.step,
                 input_tokens=state.usage.input_tokens,
                 output_tokens=state.usage.output_tokens,
+                cost_usd=state.cost_usd,
             )
             events = [new_event(clock, fork_id, "user", forked)]
             if message:
@@ -172,9 +179,9 @@ async def fork_run(
                 events.append(new_event(clock, fork_id, "user", UserMessage(text=text)))
             await journal.append(events)
             kernel = kernel_for(
-                journal, llm, settings, clock, environ, observer, approvals=approvals
+                journal, llm, settings, clock, environ, observer, approvals=approvals, models=pool
             )
             kernel.announce(await journal.read(fork_id))
             return await kernel.execute(fork_id)
         finally:
-            await llm.aclose()
+            await pool.aclose()

@@ -16,7 +16,7 @@ from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome
 from gm_agent.kernel.state import TERMINAL, RunState
 from gm_agent.kernel.task import TaskSpec, load_task
-from gm_agent.llm import Model, default_model_name, make_model
+from gm_agent.llm import Model, ModelPool, default_model_name, make_model
 from gm_agent.policy import Redactor
 from gm_agent.settings import BudgetSettings, Settings, load_settings
 from gm_agent.tools import builtin_tools
@@ -25,6 +25,7 @@ __all__ = [
     "absolute_model",
     "create_run",
     "kernel_for",
+    "model_pool",
     "open_existing",
     "require_workspace",
     "resumable_runs",
@@ -42,6 +43,7 @@ async def create_run(
     max_steps: int,
     workspace: Path,
     budget: BudgetSettings | None = None,
+    fallbacks: tuple[str, ...] = (),
 ) -> str:
     """Record a new run of ``task`` (``run.created`` and the task as ``user.message``).
 
@@ -65,6 +67,7 @@ async def create_run(
             **(task.budget.model_dump(exclude_none=True) if task.budget else {}),
         },
         network=task.sandbox is not None and task.sandbox.network,
+        fallbacks=fallbacks,
     )
     await journal.append(
         [
@@ -140,10 +143,19 @@ async def run_task(
     task = task.model_copy(update={"text": Redactor(environ).redact(task.text)})
     registry = builtin_tools()
     registry.select(task.tools)  # an unknown tool in the allow-list fails before the run exists
+    preferred = task.models or settings.models
     model_name = absolute_model(
-        model or task.model or settings.model or default_model_name(environ)
+        model
+        or task.model
+        or settings.model
+        or (preferred[0] if preferred else None)
+        or default_model_name(environ)
     )
-    llm = make_model(model_name, settings, environ, base_dir=Path.cwd())
+    fallbacks = tuple(absolute_model(m) for m in preferred if absolute_model(m) != model_name)
+    pool = model_pool(settings, environ, Path.cwd())
+    llm = pool.get(model_name)
+    for name in fallbacks:  # a misspelt fallback fails now, not in the middle of an outage
+        make_model(name, settings, environ, base_dir=Path.cwd())
     try:
         async with await Journal.open(
             settings.journal_path, durability=settings.journal.durability, clock=clock
@@ -156,16 +168,22 @@ async def run_task(
                 max_steps=max_steps or task.max_steps or settings.max_steps,
                 workspace=workspace,
                 budget=settings.budget,
+                fallbacks=fallbacks,
             )
             if on_created is not None:
                 on_created(run_id)
             kernel = kernel_for(
-                journal, llm, settings, clock, environ, observer, heartbeat, approvals
+                journal, llm, settings, clock, environ, observer, heartbeat, approvals, pool
             )
             kernel.announce(await journal.read(run_id))  # what create_run wrote
             return await kernel.execute(run_id)
     finally:
-        await llm.aclose()
+        await pool.aclose()
+
+
+def model_pool(settings: Settings, environ: Mapping[str, str], base_dir: Path) -> ModelPool:
+    """Models by name for a run (its model and fallbacks), each behind its breaker."""
+    return ModelPool(lambda name: make_model(name, settings, environ, base_dir=base_dir))
 
 
 def kernel_for(
@@ -177,8 +195,9 @@ def kernel_for(
     observer: EventObserver | None,
     heartbeat: bool = True,
     approvals: ApprovalMode = "stop",
+    models: ModelPool | None = None,
 ) -> Kernel:
-    """A kernel over ``journal`` with the built-in tools."""
+    """A kernel over ``journal`` with the built-in tools; ``models`` supplies fallbacks."""
     return Kernel(
         journal,
         llm,
@@ -189,6 +208,7 @@ def kernel_for(
         observer=observer,
         heartbeat=heartbeat,
         approvals=approvals,
+        models=models,
     )
 
 
@@ -240,14 +260,21 @@ async def resume_run(
             limits = BudgetSettings.model_validate(dict(budget or {}))
             raised = BudgetRaised(max_steps=max_steps, budget=limits.model_dump(exclude_none=True))
             await journal.append([new_event(clock, run_id, "user", raised)])
-        llm = make_model(state.model, settings, environ, base_dir=workspace)
+        pool = model_pool(settings, environ, workspace)
         try:
             kernel = kernel_for(
-                journal, llm, settings, clock, environ, observer, approvals=approvals
+                journal,
+                pool.get(state.model),
+                settings,
+                clock,
+                environ,
+                observer,
+                approvals=approvals,
+                models=pool,
             )
             return await kernel.execute(run_id)
         finally:
-            await llm.aclose()
+            await pool.aclose()
 
 
 async def resumable_runs(workspace: Path, environ: Mapping[str, str]) -> list[str]:

@@ -28,7 +28,12 @@ def build_request(
                 messages.append(Message(role="user", text=turn.text))
             case "assistant":
                 messages.append(
-                    Message(role="assistant", text=turn.text, tool_calls=turn.tool_calls)
+                    Message(
+                        role="assistant",
+                        text=turn.text,
+                        tool_calls=turn.tool_calls,
+                        provider_data=turn.provider_data,
+                    )
                 )
             case "tool":
                 messages.append(

@@ -44,6 +44,7 @@ from gm_agent.events import (
     EventSource,
     JobAttemptFailed,
     JobResult,
+    ModelFallback,
     ModelResponse,
     RunFinished,
     RunForked,
@@ -82,7 +83,8 @@ from gm_agent.kernel._restore import plan_restore
 from gm_agent.kernel._writer import WorkspaceWriter
 from gm_agent.kernel.context import build_request
 from gm_agent.kernel.state import TERMINAL, JobView, PatchView, RunState, evolve, fold
-from gm_agent.llm import Model, Move
+from gm_agent.llm import Delta, Model, ModelPool, Move
+from gm_agent.llm.prices import price_of
 from gm_agent.policy import Redactor, network_rule
 from gm_agent.settings import Settings
 from gm_agent.tools import FileWrite, Finish, Reply, ShellCommand, Tool, ToolContext, ToolRegistry
@@ -108,8 +110,10 @@ AMBIGUOUS_MESSAGE = (
     "have run, fully or in part. Check its effects before running it again."
 )
 
-EventObserver = Callable[[Event], None]
-"""Called with each event right after it is committed (for live output)."""
+EventObserver = Callable[[Event | Delta], None]
+"""Called with each event right after it is committed, and with each piece of a
+model's reply while it streams (a :class:`~gm_agent.llm.Delta`, never journaled:
+the journal gets the whole ``model.response``). For live output."""
 
 
 @dataclass(frozen=True)
@@ -139,12 +143,14 @@ class Kernel:
         settings: workspace settings (tool limits).
         clock: time and ids.
         environ: the environment tools inherit, before secrets are removed.
-        observer: called with every event as it is committed; its errors are
-            logged and it is then dropped, never stopping the run.
+        observer: called with every event as it is committed, and with each
+            streamed piece of a model's reply; its errors are logged and it is
+            then dropped, never stopping the run.
         lease_s: how long the run's lease lasts between heartbeats, in seconds.
         heartbeat: renew the lease in the background every ``lease_s / 3`` seconds
             (tests with a fake clock turn it off).
         approvals: what to do when a call needs approval; see :data:`ApprovalMode`.
+        models: where the run's fallback models come from (``None``: no fallback).
     """
 
     def __init__(
@@ -160,9 +166,11 @@ class Kernel:
         lease_s: float = DEFAULT_LEASE_S,
         heartbeat: bool = True,
         approvals: ApprovalMode = "stop",
+        models: ModelPool | None = None,
     ) -> None:
         self._journal = journal
-        self._model = model
+        self._model: Model = model
+        self._models = models
         self._registry = registry
         self._settings = settings
         self._clock = clock
@@ -432,7 +440,7 @@ class Kernel:
         for event in events:
             self._notify(event)
 
-    def _notify(self, event: Event) -> None:
+    def _notify(self, event: Event | Delta) -> None:
         if self._observer is None:
             return
         try:
@@ -538,7 +546,12 @@ class Kernel:
 
         async def effect() -> JobOutcome:
             started = self._clock.monotonic()
-            move: Move = await self._model.request(request)
+            watched = self._notify if self._observer is not None else None
+            move: Move = await self._model.request(request, watched)
+            asked = self._model.name.partition(":")[2]
+            price = await anyio.to_thread.run_sync(
+                price_of, self._model.pricing, (move.model, asked), move.usage
+            )
             response = ModelResponse(
                 job_id=spec.job_id,
                 model=move.model or self._model.name,
@@ -547,16 +560,33 @@ class Kernel:
                 usage=move.usage,
                 finish_reason=move.finish_reason,
                 duration_ms=round((self._clock.monotonic() - started) * 1000),
+                provider_data=move.provider_data,
+                cost_usd=price.cost_usd,
             )
             return JobOutcome(ok=True, extra=(response,))
 
         outcome = await self._runner(None).run(spec, effect, intent_committed=bool(open_model))
         if not outcome.ok:
+            following = self._fallback_model()
+            if outcome.outage and following is not None and self._models is not None:
+                fallback = ModelFallback(
+                    from_model=self._model.name, to_model=following, reason=outcome.error or ""
+                )
+                await self._emit([fallback])
+                self._model = self._models.get(following)
+                return await self._request_move()  # the list is finite: this ends
             await self._finish("failed", error=f"model request failed: {outcome.error}")
             return None
         (response,) = outcome.extra
         assert isinstance(response, ModelResponse)
         return response
+
+    def _fallback_model(self) -> str | None:
+        """The model after the current one in the run's fallbacks, if any."""
+        chain = self._state.fallbacks
+        current = self._model.name
+        rest = chain[chain.index(current) + 1 :] if current in chain else chain
+        return next((m for m in rest if m != current), None)
 
     # -- tool calls ----------------------------------------------------------
 
@@ -788,4 +818,6 @@ def _source(data: AnyEventData) -> EventSource:
         "job": "job",
         "patch": "patch",
     }
+    if data.kind == "model.fallback":  # the kernel's decision, not the model's move
+        return "kernel"
     return sources.get(data.kind.partition(".")[0], "kernel")

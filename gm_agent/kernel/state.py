@@ -29,6 +29,7 @@ from gm_agent.events import (
     JobCancelled,
     JobIntent,
     JobResult,
+    ModelFallback,
     ModelResponse,
     PatchApplied,
     PatchConflict,
@@ -94,6 +95,7 @@ class Turn(BaseModel):
     call_id: str | None = None
     name: str | None = None
     ok: bool = True
+    provider_data: dict[str, JsonValue] | None = None
 
 
 JobStatus = Literal["started", "succeeded", "failed", "ambiguous", "cancelled"]
@@ -164,10 +166,13 @@ class RunState(BaseModel):
         patches: every patch of the run, in intent order.
         changed_files: workspace paths changed by applied patches, first change first.
         last_response_id: the event id of the latest ``model.response``.
+        usage: tokens over all model responses; ``cost_usd`` their cost in US
+            dollars, over the ``step - unpriced_steps`` responses that had a price.
         resumes: how many times a process took the run over after a stop.
         sandbox: how shell commands are confined now (``bubblewrap``, ``landlock``
             or ``none``).
         network: the task lets its shell commands reach the network.
+        fallbacks: models to move to, in order, when the current one's provider fails.
         budget: limits besides ``max_steps`` (see ``BudgetSettings``); ``created_at``
             when the run was created (RFC 3339); ``waiting_reason`` why it waits.
         approvals: calls that asked for approval, oldest first, with their answers.
@@ -189,6 +194,7 @@ class RunState(BaseModel):
     rules: tuple[dict[str, JsonValue], ...] = ()
     budget: dict[str, JsonValue] = {}
     network: bool = False
+    fallbacks: tuple[str, ...] = ()
     created_at: str = ""
     waiting_reason: str | None = None
     workspace: str = ""
@@ -199,6 +205,8 @@ class RunState(BaseModel):
     patches: tuple[PatchView, ...] = ()
     changed_files: tuple[str, ...] = ()
     usage: TokenUsage = TokenUsage()
+    cost_usd: float = 0.0
+    unpriced_steps: int = 0
     summary: str | None = None
     error: str | None = None
     last_response_id: str | None = None
@@ -363,6 +371,7 @@ class _Draft:
                     rules=data.rules,
                     budget=data.budget,
                     network=data.network,
+                    fallbacks=data.fallbacks,
                     created_at=event.at,
                     workspace=data.workspace,
                 )
@@ -378,14 +387,24 @@ class _Draft:
             case UserMessage():
                 self.conversation.append(Turn(role="user", text=data.text))
             case ModelResponse():
-                turn = Turn(role="assistant", text=data.text, tool_calls=data.tool_calls)
+                turn = Turn(
+                    role="assistant",
+                    text=data.text,
+                    tool_calls=data.tool_calls,
+                    provider_data=data.provider_data,
+                )
                 self.conversation.append(turn)
                 self.step += 1
                 self.scalars["last_response_id"] = event.id
-                self.usage = TokenUsage(
-                    input_tokens=self.usage.input_tokens + data.usage.input_tokens,
-                    output_tokens=self.usage.output_tokens + data.usage.output_tokens,
-                )
+                self.usage = self.usage + data.usage
+                if data.cost_usd is None:
+                    unpriced = self.scalars.get("unpriced_steps", self.base.unpriced_steps)
+                    assert isinstance(unpriced, int)
+                    self.scalars["unpriced_steps"] = unpriced + 1
+                else:
+                    cost = self.scalars.get("cost_usd", self.base.cost_usd)
+                    assert isinstance(cost, float | int)
+                    self.scalars["cost_usd"] = cost + data.cost_usd
             case ToolCalled():
                 self.open_calls.append(data.call_id)
             case ToolReturned():
@@ -500,6 +519,8 @@ class _Draft:
                 budget = self.scalars.get("budget", self.base.budget)
                 assert isinstance(budget, dict)
                 self.scalars["budget"] = {**budget, **data.budget}
+            case ModelFallback():
+                self.scalars["model"] = data.to_model
             case CheckpointSaved():
                 pass
             case SandboxProbed():

@@ -15,7 +15,8 @@
     ---
     Create hello.txt containing "Hello, world!".
 
-The body is the task. Front matter keys: ``model``, ``max_steps``, ``tools`` (an
+The body is the task. Front matter keys: ``model``, ``models`` (the model,
+then fallbacks for when its provider fails), ``max_steps``, ``tools`` (an
 allow-list; ``finish`` is always allowed), ``instructions`` (extra system
 prompt), ``policy`` (``rules`` as in gm.toml's ``[[policy.rules]]``),
 ``budget`` (the keys of gm.toml's ``[budget]``) and ``sandbox`` (``network``:
@@ -70,6 +71,7 @@ class TaskSpec(BaseModel):
     text: str
     path: Path | None = None
     model: str | None = None
+    models: tuple[str, ...] | None = None
     max_steps: int | None = Field(default=None, ge=1, strict=True)
     tools: tuple[str, ...] | None = None
     instructions: str | None = None
@@ -124,8 +126,9 @@ def parse_task(source: str, path: Path | None = None) -> TaskSpec:
         if loaded is not None and not isinstance(loaded, dict):
             raise TaskFileError(shown, "front matter must be a mapping of keys to values", offset)
         fields = cast(dict[str, object], loaded or {})
-        if isinstance(fields.get("tools"), list):
-            fields["tools"] = tuple(cast(list[object], fields["tools"]))
+        for key in ("tools", "models"):
+            if isinstance(fields.get(key), list):
+                fields[key] = tuple(cast(list[object], fields[key]))
         try:
             TaskSpec.model_validate({**fields, "text": "x"})
         except ValidationError as exc:
@@ -135,18 +138,27 @@ def parse_task(source: str, path: Path | None = None) -> TaskSpec:
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             raise TaskFileError(
                 shown,
-                f"front matter {key!r}: {message} (known keys: model, max_steps, tools, instructions, policy, budget, sandbox)",
+                f"front matter {key!r}: {message} (known keys: model, models, max_steps, tools, instructions, policy, budget, sandbox)",
                 line,
             ) from exc
     text = body.strip()
     if not text:
         raise TaskFileError(shown, "the task is empty: write what to do below the front matter")
-    model = fields.get("model")
-    if isinstance(model, str) and model.startswith("scripted:") and path is not None:
-        script = Path(model.removeprefix("scripted:"))
-        if not script.is_absolute():
-            fields["model"] = f"scripted:{(path.parent / script).resolve()}"
+    if path is not None:
+        if isinstance(fields.get("model"), str):
+            fields["model"] = _beside(str(fields["model"]), path)
+        if isinstance(fields.get("models"), tuple):
+            models = cast(tuple[object, ...], fields["models"])
+            fields["models"] = tuple(_beside(m, path) if isinstance(m, str) else m for m in models)
     return TaskSpec.model_validate({**fields, "text": text, "path": path})
+
+
+def _beside(model: str, path: Path) -> str:
+    """A relative ``scripted:`` path made absolute against the task's directory."""
+    if not model.startswith("scripted:"):
+        return model
+    script = Path(model.removeprefix("scripted:"))
+    return model if script.is_absolute() else f"scripted:{(path.parent / script).resolve()}"
 
 
 def load_task(path: Path) -> TaskSpec:

@@ -7,7 +7,8 @@ builds one from its name; see ``docs/models.md``.
 
 from __future__ import annotations
 
-from gm_agent.llm._messages import Message, Model, ModelRequest, Move, ToolSpec
+from gm_agent.llm._breaker import CircuitBreaker, Guarded, ModelPool
+from gm_agent.llm._messages import Delta, Message, Model, ModelRequest, Move, OnDelta, ToolSpec
 from gm_agent.llm._routing import DEFAULT_LOCAL_MODEL, default_model_name, make_model
 from gm_agent.llm.local import LocalModel, local_model_available
 from gm_agent.llm.openai import OpenAIChatModel
@@ -15,12 +16,17 @@ from gm_agent.llm.scripted import FunctionModel, ScriptedModel
 
 __all__ = [
     "DEFAULT_LOCAL_MODEL",
+    "CircuitBreaker",
+    "Delta",
     "FunctionModel",
+    "Guarded",
     "LocalModel",
     "Message",
     "Model",
+    "ModelPool",
     "ModelRequest",
     "Move",
+    "OnDelta",
     "OpenAIChatModel",
     "ScriptedModel",
     "ToolSpec",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from gm_agent.events import TokenUsage, ToolCallData
+from gm_agent.llm.prices import Pricing
 
 
 class _Frozen(BaseModel):
@@ -34,6 +36,8 @@ class Message(_Frozen):
     tool_calls: tuple[ToolCallData, ...] = ()
     call_id: str | None = None
     name: str | None = None
+    provider_data: dict[str, JsonValue] | None = None
+    """An assistant message's :attr:`Move.provider_data`, to send back as it came."""
 
 
 class ModelRequest(_Frozen):
@@ -53,6 +57,10 @@ class Move(_Frozen):
 
     ``model`` is the model name the provider reports (it may be more specific
     than the one asked for); ``finish_reason`` is the provider's own word.
+    ``provider_data`` is what the provider needs back on later turns and gm never
+    reads, keyed by provider (``{"anthropic": {"content": [thinking blocks with
+    their signatures]}}``, ``{"gemini": {"parts": [...thought signatures...]}}``):
+    journaled with the response, returned in the assistant message.
     """
 
     text: str = ""
@@ -60,6 +68,27 @@ class Move(_Frozen):
     usage: TokenUsage = TokenUsage()
     finish_reason: str | None = None
     model: str | None = None
+    provider_data: dict[str, JsonValue] | None = None
+
+
+class Delta(_Frozen):
+    """A piece of a move while it streams, for live watchers (never journaled).
+
+    ``text``: assistant text to append. ``call_index`` (0-based), ``call_name``
+    and ``args_fragment``: a piece of tool call ``call_index``'s JSON arguments
+    (the name comes with its first piece). ``thinking``: reasoning text, where the
+    provider shows it.
+    """
+
+    text: str = ""
+    thinking: str = ""
+    call_index: int | None = None
+    call_name: str | None = None
+    args_fragment: str = ""
+
+
+OnDelta = Callable[[Delta], None]
+"""Where a streaming model sends each :class:`Delta` (it must not block)."""
 
 
 def _clean(value: Any) -> Any:
@@ -84,16 +113,19 @@ def clean_move(move: Move) -> Move:
 class Model(Protocol):
     """A language model provider.
 
-    ``name`` is the ``provider:model`` string it was made from. :meth:`request`
+    ``name`` is the ``provider:model`` string it was made from; ``pricing`` which
+    price table its usage is costed with (:mod:`gm_agent.llm.prices`). :meth:`request`
     returns the next move; it raises :class:`~gm_agent.errors.ModelError` (or its
     subclass ``ModelHTTPError``) when no move can be had. :meth:`aclose` releases
     connections or loaded weights.
     """
 
     name: str
+    pricing: Pricing
 
-    async def request(self, request: ModelRequest) -> Move:
-        """Ask for the next move. Raises ``ModelError``."""
+    async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:
+        """Ask for the next move; a model that streams sends pieces to ``on_delta``
+        as they arrive. Raises ``ModelError``. Cancelling it stops the stream."""
         ...
 
     async def aclose(self) -> None:

@@ -22,7 +22,8 @@ import anyio.to_thread
 
 from gm_agent.errors import ConfigError, ModelError
 from gm_agent.events import TokenUsage, ToolCallData
-from gm_agent.llm._messages import ModelRequest, Move, ToolSpec, clean_move
+from gm_agent.llm._messages import ModelRequest, Move, OnDelta, ToolSpec, clean_move
+from gm_agent.llm.prices import Pricing
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -165,6 +166,7 @@ class LocalModel:
         self, name: str, model_path: Path, context_tokens: int = DEFAULT_CONTEXT_TOKENS
     ) -> None:
         self.name = name
+        self.pricing: Pricing = "free"
         self.model_path = model_path
         self._context_tokens = context_tokens
         self._llama: Llama | None = None
@@ -192,7 +194,7 @@ class LocalModel:
         except ValueError as exc:  # llama.cpp: prompt longer than the context window
             raise ModelError(f"{self.name}: {exc}") from exc
 
-    async def request(self, request: ModelRequest) -> Move:
+    async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:
         """Generate one constrained tool call. Raises ``ModelError``, ``ConfigError``."""
         if not request.tools:
             raise ModelError(f"{self.name} needs at least one tool to call")

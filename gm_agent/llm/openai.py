@@ -9,20 +9,31 @@ chat completion"). This module only maps between that wire format and
 from __future__ import annotations
 
 import json
-from email.utils import parsedate_to_datetime
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import httpx
 from pydantic import JsonValue
 
-from gm_agent.errors import ModelConnectionError, ModelError, ModelHTTPError
+from gm_agent.errors import ModelConnectionError, ModelError
 from gm_agent.events import TokenUsage, ToolCallData
-from gm_agent.llm._messages import Message, ModelRequest, Move, ToolSpec, clean_move
+from gm_agent.llm._http import post_json, retry_after, stream_events
+from gm_agent.llm._messages import (
+    Delta,
+    Message,
+    ModelRequest,
+    Move,
+    OnDelta,
+    ToolSpec,
+    clean_move,
+)
+from gm_agent.llm.prices import Pricing
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "OpenAIChatModel",
     "decode_response",
+    "decode_stream",
     "encode_request",
     "retry_after",
 ]
@@ -69,18 +80,22 @@ def _encode_tool(tool: ToolSpec) -> dict[str, Any]:
 
 
 def encode_request(
-    model: str, request: ModelRequest, *, null_content: bool = True
+    model: str, request: ModelRequest, *, null_content: bool = True, stream: bool = False
 ) -> dict[str, Any]:
-    """The Chat Completions request body for ``request`` (non-streaming).
+    """The Chat Completions request body for ``request``.
 
     ``null_content``: send ``content: null`` for assistant turns that only call
-    tools, as OpenAI does; compatible servers get ``""`` instead.
+    tools, as OpenAI does; compatible servers get ``""`` instead. ``stream``:
+    ask for server-sent chunks, the last one with the usage
+    (``stream_options.include_usage``; OpenAI API reference, "Streaming").
     """
     body: dict[str, Any] = {
         "model": model,
         "messages": [_encode_message(m, null_content) for m in request.messages],
-        "stream": False,
+        "stream": stream,
     }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
     if request.tools:
         body["tools"] = [_encode_tool(t) for t in request.tools]
         body["tool_choice"] = "auto"
@@ -110,27 +125,6 @@ def _decode_call(index: int, wire: dict[str, Any]) -> ToolCallData:
     return ToolCallData(call_id=call_id, name=name, args=cast(dict[str, JsonValue], args))
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3), if any.
-
-    Accepts delay-seconds, and an HTTP-date measured against the response's own
-    ``Date`` header (so no local clock is read). Unparseable values give ``None``.
-    """
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        until = parsedate_to_datetime(value)
-        now = parsedate_to_datetime(headers["date"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return max((until - now).total_seconds(), 0.0)
-
-
 def decode_response(body: dict[str, Any]) -> Move:
     """Parse a Chat Completions response body into a move.
 
@@ -149,6 +143,21 @@ def decode_response(body: dict[str, Any]) -> Move:
         ) from exc
 
 
+def decode_usage(usage: dict[str, Any]) -> TokenUsage:
+    """Chat Completions ``usage``: ``prompt_tokens`` (cached ones included, as
+    ``prompt_tokens_details.cached_tokens``), ``completion_tokens`` (reasoning
+    ones included, ``completion_tokens_details.reasoning_tokens``). OpenAI API
+    reference, "The chat completion object"."""
+    prompt: dict[str, Any] = usage.get("prompt_tokens_details") or {}
+    completion: dict[str, Any] = usage.get("completion_tokens_details") or {}
+    return TokenUsage(
+        input_tokens=int(usage.get("prompt_tokens") or 0),
+        output_tokens=int(usage.get("completion_tokens") or 0),
+        cache_read_tokens=int(prompt.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion.get("reasoning_tokens") or 0),
+    )
+
+
 def _decode(body: dict[str, Any]) -> Move:
     choice = body["choices"][0]
     message = choice["message"]
@@ -158,12 +167,79 @@ def _decode(body: dict[str, Any]) -> Move:
         tool_calls=tuple(
             _decode_call(i, call) for i, call in enumerate(message.get("tool_calls") or [], start=1)
         ),
-        usage=TokenUsage(
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
-        ),
+        usage=decode_usage(usage),
         finish_reason=choice.get("finish_reason"),
         model=body.get("model"),
+    )
+
+
+async def decode_stream(events: AsyncIterator[tuple[str, Any]], on_delta: OnDelta) -> Move:
+    """Assemble a move from Chat Completions chunks, sending each piece to ``on_delta``.
+
+    Text arrives in ``choices[0].delta.content``; a tool call's id and name in
+    its first ``delta.tool_calls[i]`` and its arguments in fragments after; the
+    usage in a last chunk with no choices (OpenAI API reference, "The chat
+    completion chunk object").
+
+    Raises:
+        ModelConnectionError: the stream ended before a ``finish_reason``.
+        ModelError: a chunk is malformed.
+    """
+    text: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    usage: dict[str, Any] = {}
+    finish: str | None = None
+    model: str | None = None
+    async for name, chunk in events:
+        if name == "json":  # the server did not stream
+            move = decode_response(chunk)
+            if move.text:
+                on_delta(Delta(text=move.text))
+            return move
+        try:
+            model = chunk.get("model") or model
+            usage = chunk.get("usage") or usage
+            choices: list[dict[str, Any]] = chunk.get("choices") or []
+            for choice in choices:
+                delta: dict[str, Any] = choice.get("delta") or {}
+                pieces: list[dict[str, Any]] = delta.get("tool_calls") or []
+                if delta.get("content"):
+                    text.append(delta["content"])
+                    on_delta(Delta(text=delta["content"]))
+                for piece in pieces:
+                    index = int(piece.get("index", len(calls)))
+                    call = calls.setdefault(index, {"id": None, "name": "", "arguments": []})
+                    function: dict[str, Any] = piece.get("function") or {}
+                    call["id"] = piece.get("id") or call["id"]
+                    call["name"] += function.get("name") or ""
+                    fragment = function.get("arguments") or ""
+                    call["arguments"].append(fragment)
+                    on_delta(
+                        Delta(
+                            call_index=index,
+                            call_name=function.get("name"),
+                            args_fragment=fragment,
+                        )
+                    )
+                finish = choice.get("finish_reason") or finish
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ModelError(
+                f"malformed Chat Completions chunk ({exc}): {str(chunk)[:500]}"
+            ) from exc
+    if finish is None:
+        raise ModelConnectionError("the stream ended before the reply was complete")
+    wire_calls = [
+        {"id": c["id"], "function": {"name": c["name"], "arguments": "".join(c["arguments"])}}
+        for _, c in sorted(calls.items())
+    ]
+    return clean_move(
+        Move(
+            text="".join(text),
+            tool_calls=tuple(_decode_call(i, w) for i, w in enumerate(wire_calls, start=1)),
+            usage=decode_usage(usage),
+            finish_reason=finish,
+            model=model,
+        )
     )
 
 
@@ -178,6 +254,12 @@ class OpenAIChatModel:
         transport: an httpx transport, for tests (``httpx.MockTransport``).
         timeout_s: seconds to wait for a reply.
         null_content: see :func:`encode_request`; true for OpenAI itself.
+        pricing: the price table of its usage (``openai`` for ``openai:`` models,
+            ``free`` for Ollama, ``unknown`` for other servers).
+        stream: stream replies when someone watches (``on_delta``). On for OpenAI
+            itself; off for compatible servers, some of which refuse to stream
+            tool calls (llama-cpp-python's server: "Automatic streaming tool
+            choice is not supported").
     """
 
     def __init__(
@@ -190,44 +272,36 @@ class OpenAIChatModel:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         null_content: bool = False,
+        pricing: Pricing = "unknown",
+        stream: bool = False,
     ) -> None:
         self._null_content = null_content
+        self._stream = stream
+        self.pricing: Pricing = pricing
         self.name = name
         self.model = model
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout_s, transport=transport)
 
-    async def request(self, request: ModelRequest) -> Move:
-        """POST the conversation and parse the move.
+    async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:
+        """POST the conversation and parse the move; streamed when ``on_delta`` is
+        given and this model streams (``stream``).
 
         Raises:
             ModelHTTPError: the server answered an error status.
-            ModelError: the server could not be reached or the reply is not JSON.
+            ModelConnectionError: the server could not be reached, or the stream
+                was cut off.
+            ModelError: the reply is not a Chat Completions body or stream.
         """
         url = f"{self.base_url}/chat/completions"
         headers = {"Idempotency-Key": request.idempotency_key} if request.idempotency_key else {}
-        try:
-            response = await self._client.post(
-                url,
-                json=encode_request(self.model, request, null_content=self._null_content),
-                headers=headers,
-            )
-        except httpx.HTTPError as exc:
-            raise ModelConnectionError(
-                f"cannot reach {url!r}: {exc!r}; is the server running?"
-            ) from exc
-        if response.status_code >= 400:
-            raise ModelHTTPError(
-                self.name, response.status_code, response.text, retry_after(response.headers)
-            )
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise ModelError(
-                f"{url!r} answered with a body that is not JSON: {response.text[:500]!r}"
-            ) from exc
-        return decode_response(body)
+        stream = on_delta is not None and self._stream
+        body = encode_request(self.model, request, null_content=self._null_content, stream=stream)
+        if on_delta is None or not stream:
+            return decode_response(await post_json(self._client, self.name, url, body, headers))
+        events = stream_events(self._client, self.name, url, body, headers)
+        return await decode_stream(events, on_delta)
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""

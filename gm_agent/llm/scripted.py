@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from gm_agent.errors import ConfigError, ScriptExhausted
 from gm_agent.events import TokenUsage, ToolCallData
-from gm_agent.llm._messages import ModelRequest, Move
+from gm_agent.llm._messages import ModelRequest, Move, OnDelta
+from gm_agent.llm.prices import Pricing
 
 __all__ = ["FunctionModel", "ScriptedModel"]
 
@@ -56,6 +57,7 @@ class ScriptedModel:
 
     def __init__(self, name: str, moves: list[Move]) -> None:
         self.name = name
+        self.pricing: Pricing = "free"
         self._moves = moves
 
     @classmethod
@@ -101,7 +103,7 @@ class ScriptedModel:
             )
         return cls(f"scripted:{path}", moves)
 
-    async def request(self, request: ModelRequest) -> Move:
+    async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:
         """Return the move for this turn. Raises ``ScriptExhausted`` past the end."""
         turn = _turn(request)
         if turn >= len(self._moves):
@@ -128,9 +130,10 @@ class FunctionModel:
         self, function: Callable[[ModelRequest], Awaitable[Move]], name: str = "function:test"
     ) -> None:
         self.name = name
+        self.pricing: Pricing = "free"
         self._function = function
 
-    async def request(self, request: ModelRequest) -> Move:
+    async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:
         return await self._function(request)
 
     async def aclose(self) -> None:

@@ -8,21 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from gm_agent.errors import ModelError, ModelHTTPError
+from gm_agent.errors import ModelConnectionError, ModelError, ModelHTTPError
 from gm_agent.events import ToolCallData
-from gm_agent.llm import Message, ModelRequest, OpenAIChatModel, ToolSpec
+from gm_agent.llm import Delta, Message, ModelRequest, OpenAIChatModel, ToolSpec
+from tests.helpers import interactions
 
 pytestmark = pytest.mark.anyio
-
-CASSETTES = (
-    Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "llm" / "pydantic-ai-cassettes"
-)
-
-
-def interactions(name: str) -> list[dict[str, Any]]:
-    return yaml.safe_load((CASSETTES / name).read_text())["interactions"]
 
 
 def without_unused_fields(body: dict[str, Any]) -> dict[str, Any]:
@@ -249,3 +241,90 @@ async def test_the_api_key_goes_only_to_the_base_url_the_user_set(tmp_path: Path
         await model.request(ModelRequest(messages=(Message(role="user", text="hi"),)))
         await model.aclose()
     assert seen == [None, None, "Bearer sk-user-real-key"]
+
+
+def replay_stream(
+    recorded: list[dict[str, Any]], seen: list[dict[str, Any]]
+) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = recorded[len(seen)]["response"]
+        seen.append(json.loads(request.content))
+        headers = {"content-type": response["headers"]["content-type"][0]}
+        return httpx.Response(
+            response["status"]["code"], headers=headers, content=response["body"]["string"]
+        )
+
+    return httpx.MockTransport(handler)
+
+
+CAPITAL = ToolSpec(
+    name="get_capital",
+    description="",
+    parameters={
+        "additionalProperties": False,
+        "properties": {"country": {"type": "string"}},
+        "required": ["country"],
+        "type": "object",
+    },
+)
+
+
+async def test_a_streamed_tool_call_is_reassembled_from_the_recorded_fragments() -> None:
+    recorded = interactions("test_run_stream_sync_streams_real_model.yaml")
+    seen: list[dict[str, Any]] = []
+    deltas: list[Delta] = []
+    model = OpenAIChatModel(
+        "openai:gpt-4o-mini",
+        "gpt-4o-mini",
+        "https://api.openai.com/v1",
+        "sk-test",
+        transport=replay_stream(recorded, seen),
+        null_content=True,
+        stream=True,
+    )
+    ask = Message(role="user", text="What is the capital of the UK? Use the tool, then answer.")
+    first = await model.request(ModelRequest(messages=(ask,), tools=(CAPITAL,)), deltas.append)
+    assert seen[0] == without_unused_fields(recorded[0]["request"]["parsed_body"])
+    assert first.tool_calls == (
+        ToolCallData(
+            call_id="call_ZR5UUuTt3pf61kjwAJIYdVMj", name="get_capital", args={"country": "UK"}
+        ),
+    )
+    assert "".join(d.args_fragment for d in deltas) == '{"country":"UK"}'
+    assert (first.usage.input_tokens, first.usage.output_tokens) == (53, 15)
+    assert first.finish_reason == "tool_calls" and first.model == "gpt-4o-mini-2024-07-18"
+    deltas.clear()
+    conversation = (
+        ask,
+        Message(role="assistant", tool_calls=first.tool_calls),
+        Message(
+            role="tool", text="London", call_id=first.tool_calls[0].call_id, name="get_capital"
+        ),
+    )
+    second = await model.request(
+        ModelRequest(messages=conversation, tools=(CAPITAL,)), deltas.append
+    )
+    assert seen[1] == without_unused_fields(recorded[1]["request"]["parsed_body"])
+    assert second.text == "".join(d.text for d in deltas) and "London" in second.text
+    await model.aclose()
+
+
+async def test_a_stream_cut_before_its_end_is_a_retryable_connection_error() -> None:
+    recorded = interactions("test_run_stream_sync_streams_real_model.yaml")
+    body = recorded[0]["response"]["body"]["string"]
+    cut = body[: body.index('"finish_reason":"tool_calls"')].rsplit("\n\n", 1)[0] + "\n\n"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=cut)
+
+    transport = httpx.MockTransport(handler)
+    model = OpenAIChatModel(
+        "openai:x", "x", "http://127.0.0.1:1/v1", transport=transport, stream=True
+    )
+    pieces: list[Delta] = []
+    with pytest.raises(ModelConnectionError, match="ended before the reply was complete"):
+        await model.request(
+            ModelRequest(messages=(Message(role="user", text="hi"),)), pieces.append
+        )
+    assert pieces  # what did arrive was shown
+    await model.aclose()
