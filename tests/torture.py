@@ -101,6 +101,21 @@ def _run_status(workspace: Path) -> str | None:
     return None if row is None else str(row[0])
 
 
+def _progress(workspace: Path) -> int:
+    """The seq of the run's last event that is more than a process taking it over."""
+    path = workspace / ".gm" / "journal.db"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            row = conn.execute(
+                "SELECT max(seq) FROM events WHERE kind NOT IN ('run.resumed', 'sandbox.probed')"
+            ).fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(row[0] or 0)
+
+
 def _files(workspace: Path) -> dict[str, bytes]:
     root = workspace / "files"
     return {p.name: p.read_bytes() for p in sorted(root.glob("*"))} if root.exists() else {}
@@ -114,20 +129,32 @@ def _ledger(workspace: Path) -> list[str]:
 def _interrupt_until_done(
     workspace: Path, rng: random.Random, max_delay_s: float, report: TortureReport
 ) -> str:
-    """Start, kill, resume... until the run ends; its final status."""
+    """Start, kill, resume... until the run ends; its final status.
+
+    Kills land at a uniform random time in a window of ``max_delay_s``. On a
+    slow or busy machine a process may need longer than that just to start and
+    take the run over; the window then widens by a quarter for each kill that
+    left no progress (only ``run.resumed``/``sandbox.probed`` events), and
+    narrows back once a process gets further, so the kills keep landing all
+    along the run instead of only in start-up.
+    """
+    window = max_delay_s
     for _ in range(1000):
         status = _run_status(workspace)
         if status in ("succeeded", "failed", "cancelled"):
             return status
         command = ("run", "task.md") if status is None else ("resume", "last")
+        before = _progress(workspace)
         process = _gm(*command, cwd=workspace)
         report.processes += 1
         try:
-            code = process.wait(timeout=rng.uniform(0.0, max_delay_s))
+            code = process.wait(timeout=rng.uniform(0.0, window))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
             report.kills += 1
+            stuck = _progress(workspace) == before
+            window = min(window * 1.25, 10.0) if stuck else max_delay_s
             continue
         if code != 0 and _run_status(workspace) not in ("succeeded", "failed", "cancelled"):
             tail = _stderr(workspace).read_text().strip().splitlines()[-1:]
