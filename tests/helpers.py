@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from gm_agent.clock import FakeClock
@@ -61,3 +63,52 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def recorded_response(interaction: dict[str, Any]) -> httpx.Response:
+    """The recorded response of a cassette ``interaction``: its JSON body, or its SSE stream."""
+    response = interaction["response"]
+    status = response["status"]["code"]
+    if "parsed_body" in response:
+        return httpx.Response(status, json=response["parsed_body"])
+    return httpx.Response(
+        status, headers={"content-type": "text/event-stream"}, content=response["body"]["string"]
+    )
+
+
+def replay(recorded: list[dict[str, Any]], seen: list[httpx.Request]) -> httpx.MockTransport:
+    """A transport answering each request with the next recorded response; ``seen``
+    collects the requests sent."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return recorded_response(recorded[len(seen) - 1])
+
+    return httpx.MockTransport(handler)
+
+
+def bodies(requests: list[httpx.Request]) -> list[dict[str, Any]]:
+    """The JSON bodies of ``requests``."""
+    return [json.loads(r.content) for r in requests]
+
+
+class JsonProvider(BaseHTTPRequestHandler):
+    """A fake provider over real HTTP: each POST's JSON body goes to :meth:`answer`,
+    whose ``(status, body, headers)`` is sent back as JSON. Serve it with :func:`serving`."""
+
+    def answer(self, sent: dict[str, Any]) -> tuple[int, object, dict[str, str]]:
+        raise NotImplementedError
+
+    def do_POST(self) -> None:
+        sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        status, body, headers = self.answer(sent)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from gm_agent.events import TokenUsage
 from gm_agent.llm.openai import decode_usage
 from gm_agent.llm.prices import price_of
 from tests.conftest import gm
-from tests.helpers import CASSETTES, serving, write_task
+from tests.helpers import CASSETTES, JsonProvider, serving, write_task
 
 GPT_4O_MINI = (0.15, 0.075, 0.60)
 """US dollars per million input, cached input and output tokens of gpt-4o-mini
@@ -80,21 +79,12 @@ def _reply(n: int) -> dict[str, Any]:
     }
 
 
-class _Provider(BaseHTTPRequestHandler):
+class _Provider(JsonProvider):
     requests = 0
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
+    def answer(self, sent: dict[str, Any]) -> tuple[int, object, dict[str, str]]:
         type(self).requests += 1
-        body = json.dumps(_reply(type(self).requests)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        del format, args
+        return 200, _reply(type(self).requests), {}
 
 
 @pytest.fixture

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gm_agent.errors import CircuitOpen, ModelConnectionError, ModelHTTPError
 from gm_agent.llm import CircuitBreaker, FunctionModel, Guarded, Message, ModelRequest, Move
 from tests.conftest import gm
-from tests.helpers import serving, write_script, write_task
+from tests.helpers import JsonProvider, serving, write_script, write_task
 
 ASK = ModelRequest(messages=(Message(role="user", text="hi"),))
 
@@ -66,23 +66,14 @@ async def test_only_outages_count_against_a_provider() -> None:
         await guarded.request(ASK)  # not sent
 
 
-class _Down(BaseHTTPRequestHandler):
+class _Down(JsonProvider):
     status = 503
     requests = 0
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
+    def answer(self, sent: dict[str, Any]) -> tuple[int, object, dict[str, str]]:
         type(self).requests += 1
-        body = json.dumps({"error": {"message": "The server is overloaded"}}).encode()
-        self.send_response(type(self).status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Retry-After", "0")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        del format, args
+        body = {"error": {"message": "The server is overloaded"}}
+        return type(self).status, body, {"Retry-After": "0"}
 
 
 @pytest.fixture

@@ -5,38 +5,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from tests.conftest import gm
-from tests.helpers import interactions, serving, write_task
+from tests.helpers import JsonProvider, interactions, serving, write_task
 
 CASSETTES = (
     Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "llm" / "pydantic-ai-cassettes"
 )
 
 
-class _Recorded(BaseHTTPRequestHandler):
+class _Recorded(JsonProvider):
     """Answers each POST with the next recorded reply; remembers what it was sent."""
 
     replies: ClassVar[list[dict[str, Any]]] = []
     seen: ClassVar[list[tuple[str, dict[str, str], dict[str, Any]]]] = []
 
-    def do_POST(self) -> None:
-        sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def answer(self, sent: dict[str, Any]) -> tuple[int, object, dict[str, str]]:
         type(self).seen.append((self.path, dict(self.headers), sent))
-        body = json.dumps(type(self).replies[len(type(self).seen) - 1]).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        del format, args
+        return 200, type(self).replies[len(type(self).seen) - 1], {}
 
 
 @pytest.fixture

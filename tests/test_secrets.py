@@ -4,13 +4,12 @@ journal's files after a run that read it, printed it and was told it."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from gm_agent.policy import Redactor
 from tests.conftest import gm
-from tests.helpers import write_script, write_task
+from tests.helpers import JsonProvider, serving, write_script, write_task
 
 PLANTED = "sk-planted-0123456789abcdefghij"
 GITHUB = "ghp_" + "A1b2C3d4E5" * 4
@@ -59,37 +58,21 @@ def test_a_planted_key_is_nowhere_in_the_journal(workspace: Path) -> None:
         assert PLANTED.encode() not in data and GITHUB.encode() not in data, path.name
 
 
-class _EchoesTheKey(BaseHTTPRequestHandler):
+class _EchoesTheKey(JsonProvider):
     """A provider that refuses the key and quotes it back, as real ones do."""
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
+    def answer(self, sent: dict[str, Any]) -> tuple[int, object, dict[str, str]]:
         key = self.headers["Authorization"].removeprefix("Bearer ")
-        body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}"}})
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, format: str, *args: object) -> None:
-        del format, args
+        return 401, {"error": {"message": f"Incorrect API key provided: {key}"}}, {}
 
 
 def test_a_providers_error_quoting_the_key_is_redacted_before_it_is_journaled(
     workspace: Path,
 ) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoesTheKey)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        task = write_task(workspace / "task.md", "Say hi.", model="openai:gpt-4.1-mini")
-        env = {
-            "OPENAI_API_KEY": PLANTED,
-            "OPENAI_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}/v1",
-        }
+    task = write_task(workspace / "task.md", "Say hi.", model="openai:gpt-4.1-mini")
+    with serving(_EchoesTheKey) as url:
+        env = {"OPENAI_API_KEY": PLANTED, "OPENAI_BASE_URL": f"{url}/v1"}
         result = gm("run", str(task), cwd=workspace, env=env)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.returncode == 1
     assert "Incorrect API key provided: [redacted: OPENAI_API_KEY]" in result.stdout + result.stderr
     for path in (workspace / ".gm").iterdir():

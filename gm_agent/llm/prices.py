@@ -24,7 +24,7 @@ from typing import Literal
 
 from gm_agent.events import TokenUsage
 
-__all__ = ["Price", "Pricing", "price_of", "price_source"]
+__all__ = ["Price", "Pricing", "price_of"]
 
 Pricing = Literal["free", "unknown", "openai", "anthropic", "google"]
 
@@ -88,8 +88,3 @@ def price_of(pricing: Pricing, models: tuple[str | None, ...], usage: TokenUsage
     return Price(
         None, f"{pricing} model {names[0] if names else '?'!r} is not in genai-prices' table"
     )
-
-
-def price_source(pricing: Pricing, models: tuple[str | None, ...]) -> str:
-    """Where the price of ``models`` comes from, for ``gm status`` and the docs."""
-    return price_of(pricing, models, TokenUsage()).source

@@ -13,10 +13,18 @@ import pytest
 
 from gm_agent.clock import FakeClock
 from gm_agent.errors import UserError
-from gm_agent.events import Event, PatchApplied, RunStatusChanged, ToolCallData, ToolReturned
+from gm_agent.events import (
+    Event,
+    ModelResponse,
+    PatchApplied,
+    RunStatusChanged,
+    ToolCallData,
+    ToolReturned,
+)
 from gm_agent.journal import Journal
 from gm_agent.kernel import Kernel, RunOutcome, create_run, parse_task, replay_run, run_task
-from gm_agent.llm import FunctionModel, ModelRequest, Move
+from gm_agent.llm import Delta, FunctionModel, ModelRequest, Move, OnDelta
+from gm_agent.llm.prices import Pricing
 from gm_agent.settings import load_settings
 from gm_agent.tools import builtin_tools
 from tests.helpers import write_script, write_task
@@ -386,3 +394,42 @@ async def test_a_failing_observer_never_stops_the_run(workspace: Path) -> None:
     )
     assert outcome.status == "succeeded"
     assert seen == ["run.created"]  # the observer failed once and was dropped; the run went on
+
+
+class _Streaming:
+    """A model that streams its answer in three pieces."""
+
+    name = "stream:test"
+    pricing: Pricing = "free"
+
+    async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:
+        for piece in ("All ", "done ", "here."):
+            if on_delta is not None:
+                on_delta(Delta(text=piece))
+        return Move(text="All done here.")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_streamed_pieces_reach_the_watcher_and_only_the_whole_reply_is_journaled(
+    workspace: Path, clock: FakeClock
+) -> None:
+    settings = load_settings(workspace, {})
+    seen: list[Event | Delta] = []
+    async with await Journal.open(settings.journal_path, clock=clock) as journal:
+        model = _Streaming()
+        run_id = await create_run(
+            journal, clock, parse_task("Task."), model=model.name, max_steps=5, workspace=workspace
+        )
+        kernel = Kernel(
+            journal, model, builtin_tools(), settings, clock=clock, environ={},
+            heartbeat=False, observer=seen.append,
+        )  # fmt: skip
+        outcome = await kernel.execute(run_id)
+        journaled = await journal.read(run_id)
+    assert outcome.status == "succeeded" and outcome.summary == "All done here."
+    assert [d.text for d in seen if isinstance(d, Delta)] == ["All ", "done ", "here."]
+    assert [e.id for e in seen if isinstance(e, Event)] == [e.id for e in journaled][2:]
+    (response,) = [e.data for e in journaled if e.kind == "model.response"]
+    assert isinstance(response, ModelResponse) and response.text == "All done here."

@@ -12,7 +12,7 @@ from gm_agent.errors import ConfigError, ModelConnectionError, ModelError, Model
 from gm_agent.events import TokenUsage, ToolCallData
 from gm_agent.llm import Delta, Message, ModelRequest, ToolSpec
 from gm_agent.llm.anthropic import AnthropicModel, decode_response, encode_request
-from tests.helpers import interactions
+from tests.helpers import bodies, interactions, replay
 
 pytestmark = pytest.mark.anyio
 
@@ -30,25 +30,6 @@ def without_unused_fields(body: dict[str, Any]) -> dict[str, Any]:
             if block["type"] == "tool_result":
                 block.pop("is_error", None)
     return body
-
-
-def replay(recorded: list[dict[str, Any]], seen: list[dict[str, Any]]) -> httpx.MockTransport:
-    """Answer each request with the next recorded response (JSON or SSE), keeping what was sent."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/v1/messages"  # the recording's `?beta=true` is not sent
-        assert request.url.query == b""
-        response = recorded[len(seen)]["response"]
-        seen.append(json.loads(request.content))
-        if "parsed_body" in response:
-            return httpx.Response(response["status"]["code"], json=response["parsed_body"])
-        return httpx.Response(
-            response["status"]["code"],
-            headers={"content-type": "text/event-stream"},
-            content=response["body"]["string"].encode(),
-        )
-
-    return httpx.MockTransport(handler)
 
 
 def answering(status: int, body: dict[str, Any]) -> httpx.MockTransport:
@@ -95,7 +76,7 @@ STOP = {"type": "message_stop"}
 
 async def test_a_tool_call_round_trip_matches_the_recorded_anthropic_traffic() -> None:
     recorded = interactions("test_tool_choice_matrixauto-anthropic.yaml")
-    seen: list[dict[str, Any]] = []
+    seen: list[httpx.Request] = []
     model = claude(replay(recorded, seen))
     user = Message(role="user", text="What's the weather in Paris?")
     first = await model.request(ModelRequest(messages=(user,), tools=(WEATHER,)))
@@ -118,12 +99,14 @@ async def test_a_tool_call_round_trip_matches_the_recorded_anthropic_traffic() -
     assert second.usage == TokenUsage(input_tokens=646, output_tokens=31)
     await model.aclose()
 
-    assert seen == [without_unused_fields(i["request"]["parsed_body"]) for i in recorded]
+    assert bodies(seen) == [without_unused_fields(i["request"]["parsed_body"]) for i in recorded]
+    # The recording's `?beta=true` is not sent.
+    assert all(r.url.path == "/v1/messages" and not r.url.query for r in seen)
 
 
 async def test_a_streamed_thinking_reply_matches_the_recorded_stream() -> None:
     recorded = interactions("test_anthropic_model_thinking_part_stream.yaml")
-    seen: list[dict[str, Any]] = []
+    seen: list[httpx.Request] = []
     deltas: list[Delta] = []
     model = AnthropicModel(
         "anthropic:claude-sonnet-4-0",
@@ -137,7 +120,7 @@ async def test_a_streamed_thinking_reply_matches_the_recorded_stream() -> None:
     move = await model.request(ModelRequest(messages=(user,)), on_delta=deltas.append)
     await model.aclose()
 
-    assert seen == [recorded[0]["request"]["parsed_body"]]
+    assert bodies(seen) == [recorded[0]["request"]["parsed_body"]]
     assert move.text.startswith("Here are the basic steps for safely crossing the street:")
     assert move.text.endswith("Always prioritize safety over speed when crossing streets.")
     assert "".join(d.text for d in deltas) == move.text

@@ -18,7 +18,7 @@ from gm_agent.llm.gemini import (
     decode_usage,
     encode_request,
 )
-from tests.helpers import interactions
+from tests.helpers import interactions, replay
 
 pytestmark = pytest.mark.anyio
 
@@ -51,22 +51,6 @@ def without_unused_fields(body: dict[str, Any]) -> dict[str, Any]:
                     part["thoughtSignature"].replace("-", "+").replace("_", "/")
                 )
     return body
-
-
-def replay(recorded: list[dict[str, Any]], seen: list[httpx.Request]) -> httpx.MockTransport:
-    def handler(request: httpx.Request) -> httpx.Response:
-        interaction = recorded[len(seen)]
-        seen.append(request)
-        response = interaction["response"]
-        if "parsed_body" in response:
-            return httpx.Response(response["status"]["code"], json=response["parsed_body"])
-        return httpx.Response(
-            response["status"]["code"],
-            headers={"content-type": "text/event-stream"},
-            content=response["body"]["string"].encode(),
-        )
-
-    return httpx.MockTransport(handler)
 
 
 def answering(status: int, body: Any, headers: dict[str, str] | None = None) -> GeminiModel:

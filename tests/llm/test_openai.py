@@ -12,7 +12,7 @@ import pytest
 from gm_agent.errors import ModelConnectionError, ModelError, ModelHTTPError
 from gm_agent.events import ToolCallData
 from gm_agent.llm import Delta, Message, ModelRequest, OpenAIChatModel, ToolSpec
-from tests.helpers import interactions
+from tests.helpers import bodies, interactions, replay
 
 pytestmark = pytest.mark.anyio
 
@@ -23,16 +23,6 @@ def without_unused_fields(body: dict[str, Any]) -> dict[str, Any]:
     for tool in body.get("tools", []):
         tool["function"].pop("strict", None)
     return body
-
-
-def replay(recorded: list[dict[str, Any]], seen: list[dict[str, Any]]) -> httpx.MockTransport:
-    def handler(request: httpx.Request) -> httpx.Response:
-        interaction = recorded[len(seen)]
-        seen.append(json.loads(request.content))
-        response = interaction["response"]
-        return httpx.Response(response["status"]["code"], json=response["parsed_body"])
-
-    return httpx.MockTransport(handler)
 
 
 WEATHER = ToolSpec(
@@ -49,7 +39,7 @@ WEATHER = ToolSpec(
 
 async def test_a_tool_call_round_trip_matches_the_recorded_openai_traffic() -> None:
     recorded = interactions("test_tool_choice_matrixauto-openai.yaml")
-    seen: list[dict[str, Any]] = []
+    seen: list[httpx.Request] = []
     model = OpenAIChatModel(
         "openai:gpt-5-mini",
         "gpt-5-mini",
@@ -83,7 +73,7 @@ async def test_a_tool_call_round_trip_matches_the_recorded_openai_traffic() -> N
     assert second.tool_calls == ()
     await model.aclose()
 
-    assert seen == [without_unused_fields(i["request"]["parsed_body"]) for i in recorded]
+    assert bodies(seen) == [without_unused_fields(i["request"]["parsed_body"]) for i in recorded]
 
 
 async def test_the_idempotency_key_is_sent_as_a_header() -> None:
@@ -101,14 +91,14 @@ async def test_the_idempotency_key_is_sent_as_a_header() -> None:
 
 
 async def test_compatible_servers_get_an_empty_string_instead_of_null_content() -> None:
-    seen: list[dict[str, Any]] = []
+    seen: list[httpx.Request] = []
     recorded = interactions("test_tool_choice_matrixauto-openai.yaml")
     model = OpenAIChatModel("x", "m", "http://127.0.0.1:1/v1", transport=replay(recorded, seen))
     call = ToolCallData(call_id="c", name="get_weather", args={"city": "Paris"})
     await model.request(
         ModelRequest(messages=(Message(role="assistant", tool_calls=(call,)),), tools=(WEATHER,))
     )
-    assert seen[0]["messages"][0]["content"] == ""
+    assert bodies(seen)[0]["messages"][0]["content"] == ""
 
 
 @pytest.mark.parametrize(
@@ -243,20 +233,6 @@ async def test_the_api_key_goes_only_to_the_base_url_the_user_set(tmp_path: Path
     assert seen == [None, None, "Bearer sk-user-real-key"]
 
 
-def replay_stream(
-    recorded: list[dict[str, Any]], seen: list[dict[str, Any]]
-) -> httpx.MockTransport:
-    def handler(request: httpx.Request) -> httpx.Response:
-        response = recorded[len(seen)]["response"]
-        seen.append(json.loads(request.content))
-        headers = {"content-type": response["headers"]["content-type"][0]}
-        return httpx.Response(
-            response["status"]["code"], headers=headers, content=response["body"]["string"]
-        )
-
-    return httpx.MockTransport(handler)
-
-
 CAPITAL = ToolSpec(
     name="get_capital",
     description="",
@@ -271,20 +247,20 @@ CAPITAL = ToolSpec(
 
 async def test_a_streamed_tool_call_is_reassembled_from_the_recorded_fragments() -> None:
     recorded = interactions("test_run_stream_sync_streams_real_model.yaml")
-    seen: list[dict[str, Any]] = []
+    seen: list[httpx.Request] = []
     deltas: list[Delta] = []
     model = OpenAIChatModel(
         "openai:gpt-4o-mini",
         "gpt-4o-mini",
         "https://api.openai.com/v1",
         "sk-test",
-        transport=replay_stream(recorded, seen),
+        transport=replay(recorded, seen),
         null_content=True,
         stream=True,
     )
     ask = Message(role="user", text="What is the capital of the UK? Use the tool, then answer.")
     first = await model.request(ModelRequest(messages=(ask,), tools=(CAPITAL,)), deltas.append)
-    assert seen[0] == without_unused_fields(recorded[0]["request"]["parsed_body"])
+    assert bodies(seen)[0] == without_unused_fields(recorded[0]["request"]["parsed_body"])
     assert first.tool_calls == (
         ToolCallData(
             call_id="call_ZR5UUuTt3pf61kjwAJIYdVMj", name="get_capital", args={"country": "UK"}
@@ -304,7 +280,7 @@ async def test_a_streamed_tool_call_is_reassembled_from_the_recorded_fragments()
     second = await model.request(
         ModelRequest(messages=conversation, tools=(CAPITAL,)), deltas.append
     )
-    assert seen[1] == without_unused_fields(recorded[1]["request"]["parsed_body"])
+    assert bodies(seen)[1] == without_unused_fields(recorded[1]["request"]["parsed_body"])
     assert second.text == "".join(d.text for d in deltas) and "London" in second.text
     await model.aclose()
 
