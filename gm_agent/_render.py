@@ -12,6 +12,8 @@ from gm_agent.events import (
     ApprovalRequested,
     BudgetRaised,
     CheckpointSaved,
+    ContextCompacted,
+    ContextLoaded,
     Event,
     JobAmbiguous,
     JobAttemptFailed,
@@ -91,6 +93,13 @@ def progress_line(event: Event) -> str | None:
                 f"run {event.run_id} · fork of {data.parent_id} at seq {data.fork_seq} "
                 f"· model {data.model} · at most {data.max_steps} steps"
             )
+        case ContextLoaded() if data.files:
+            return "· project context: " + ", ".join(f.path for f in data.files)
+        case ContextCompacted():
+            return (
+                f"· context compacted: ~{data.tokens_before:,} -> ~{data.tokens_after:,} "
+                f"of {data.window_tokens:,} tokens"
+            )
         case ModelFallback():
             return f"! {data.from_model} is failing ({_short(data.reason, 80)}); moving to {data.to_model}"
         case JobAmbiguous():
@@ -164,6 +173,17 @@ def log_line(event: Event) -> str:
             gist = ", ".join(f"{k}={v}" for k, v in {**raised, **data.budget}.items())
         case ModelFallback():
             gist = f"{data.from_model} -> {data.to_model}: {data.reason}"
+        case ContextLoaded():
+            shown = [f.path + (" (cut)" if f.truncated else "") for f in data.files]
+            gist = ", ".join(shown) or "no file"
+            if data.skipped:
+                gist += "; skipped: " + "; ".join(data.skipped)
+        case ContextCompacted():
+            gist = (
+                f"~{data.tokens_before} -> ~{data.tokens_after} of {data.window_tokens} tokens "
+                f"(outputs cut before turn {data.truncated_before}, "
+                f"turns dropped before {data.dropped_before})"
+            )
         case RunFinished():
             gist = f"{data.status}: {data.summary or data.error or ''}"
         case _:

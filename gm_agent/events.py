@@ -30,6 +30,9 @@ __all__ = [
     "ApprovalRequested",
     "BudgetRaised",
     "CheckpointSaved",
+    "ContextCompacted",
+    "ContextFile",
+    "ContextLoaded",
     "Event",
     "EventSource",
     "FileChange",
@@ -289,6 +292,9 @@ class ToolReturned(_Frozen):
     name: str
     ok: bool
     output: str
+    malformed: bool = False
+    """The call itself was malformed (an unknown tool, arguments that are not valid
+    JSON): the model is told, and too many malformed moves in a row end the run."""
 
 
 class JobIntent(_Frozen):
@@ -517,6 +523,56 @@ class ModelFallback(_Frozen):
     reason: str
 
 
+class ContextFile(_Frozen):
+    """A project context file the model was shown (``AGENTS.md``, ``CLAUDE.md``, ...).
+
+    ``path`` is relative to the workspace; ``bytes`` the size of what was shown
+    (UTF-8); ``imported_by`` the file whose ``@path`` pulled it in; ``truncated``
+    whether the size cap cut it.
+    """
+
+    path: str
+    sha256: str
+    bytes: int
+    imported_by: str | None = None
+    truncated: bool = False
+
+
+class ContextLoaded(_Frozen):
+    """Project context files were read for the run's system prompt.
+
+    ``text`` is the section exactly as the model sees it (so a resumed or replayed
+    run sees what the first process saw, whatever the files say now); ``skipped``
+    says which files or imports were left out, and why.
+    """
+
+    kind: Literal["context.loaded"] = "context.loaded"
+    v: int = 1
+    files: tuple[ContextFile, ...]
+    text: str
+    skipped: tuple[str, ...] = ()
+
+
+class ContextCompacted(_Frozen):
+    """Older parts of the conversation are sent to the model in short from now on.
+
+    The journal keeps every turn whole; only the request is shortened. Tool outputs
+    (and long tool-call arguments) of turns before ``truncated_before`` are cut
+    to their head and tail with a marker; turns from the first step up to
+    ``dropped_before`` are left out, replaced by a note. Both are indexes into the
+    conversation and only ever grow. ``tokens_before`` and ``tokens_after`` are
+    gm's estimates of the request's size against ``window_tokens``.
+    """
+
+    kind: Literal["context.compacted"] = "context.compacted"
+    v: int = 1
+    truncated_before: int
+    dropped_before: int = 0
+    tokens_before: int
+    tokens_after: int
+    window_tokens: int
+
+
 class RunFinished(_Frozen):
     """A run reached a terminal status, with a summary (success) or an error."""
 
@@ -553,6 +609,8 @@ AnyEventData = Annotated[
     | SandboxProbed
     | BudgetRaised
     | ModelFallback
+    | ContextLoaded
+    | ContextCompacted
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -22,6 +22,10 @@ A task's front matter and command-line options override these per run (see
 
     [tools]
     shell_timeout_s = 120
+
+    [context]
+    max_bytes = 32768            # project context files (AGENTS.md, ...)
+    window_tokens = 128000       # default: the model's own
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from gm_agent.errors import ConfigError
 __all__ = [
     "BudgetSettings",
     "CheckpointSettings",
+    "ContextSettings",
     "JournalSettings",
     "PolicyAction",
     "PolicyRule",
@@ -168,6 +173,33 @@ class ToolSettings(_Section):
     read_cap_bytes: int = Field(default=256_000, ge=1000)
 
 
+CONTEXT_FILE_NAMES = ("AGENTS.md", "CLAUDE.md", "GEMINI.md", "GM.md")
+"""Project context files, read in this order in each directory: the names Codex,
+Claude Code and Gemini CLI read, then gm's own (so ``GM.md`` has the last word)."""
+
+
+class ContextSettings(_Section):
+    """``[context]``: what the model sees besides the conversation.
+
+    Attributes:
+        files: project context file names looked for in every directory from the
+            workspace root down to the working directory.
+        max_bytes: cap on the project context, in bytes (32 KiB, Codex's
+            ``project_doc_max_bytes`` default); the farthest files are cut first.
+            0 reads none.
+        window_tokens: the model's context window in tokens; by default the
+            model's own figure (the local model's ``n_ctx``, genai-prices' table
+            for the big providers), else 32,768.
+        compact_at: compact older turns once a request is estimated to fill this
+            share of the window.
+    """
+
+    files: tuple[str, ...] = CONTEXT_FILE_NAMES
+    max_bytes: int = Field(default=32_768, ge=0)
+    window_tokens: int | None = Field(default=None, ge=1000)
+    compact_at: float = Field(default=0.8, gt=0.2, le=1.0)
+
+
 class Settings(_Section):
     """Everything configurable about a workspace.
 
@@ -193,6 +225,7 @@ class Settings(_Section):
     budget: BudgetSettings = BudgetSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     tools: ToolSettings = ToolSettings()
+    context: ContextSettings = ContextSettings()
 
     @property
     def journal_path(self) -> Path:

@@ -4,7 +4,14 @@ HTTP on 127.0.0.1 and reached through the provider's ``*_BASE_URL`` variable."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -72,3 +79,67 @@ def test_a_run_against_recorded_provider_replies(
     assert sent_path.split("?")[0] == path
     assert "test-key-0123456789" in headers.get(key_header, headers.get(key_header.title(), ""))
     assert "get_weather" in json.dumps(second)  # the call went back with its result
+
+
+class _EndlessStream(BaseHTTPRequestHandler):
+    """An Anthropic stream that starts a reply, then only pings until the client leaves."""
+
+    started = threading.Event()
+    left = threading.Event()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        opening = [
+            {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "usage": {"input_tokens": 10, "output_tokens": 1}}},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Let me think this through"}},
+        ]  # fmt: skip
+        try:
+            for event in opening:
+                self.wfile.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+            self.wfile.flush()
+            type(self).started.set()
+            for _ in range(600):  # a minute at most
+                time.sleep(0.1)
+                self.wfile.write(b'event: ping\ndata: {"type": "ping"}\n\n')
+                self.wfile.flush()
+        except OSError:  # the client closed the connection: the stream was cancelled
+            type(self).left.set()
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+def test_interrupting_a_run_cancels_the_stream_mid_way(workspace: Path) -> None:
+    with serving(_EndlessStream) as url:
+        task = write_task(workspace / "task.md", "Think.", model="anthropic:claude-sonnet-4-5")
+        env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "test-key-0123456789"}
+        env.pop("GM_MODEL", None)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gm_agent", "run", str(task)],
+            cwd=workspace,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert _EndlessStream.started.wait(60), "gm never asked the model"
+            time.sleep(0.3)  # the streamed text reaches gm's output
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+        assert process.returncode == 130, out + err
+        assert _EndlessStream.left.wait(10), "the stream went on after the run stopped"
+    assert "Let me think this through" in out  # streamed live before the interruption
+    logged = gm("log", "--json", "last", cwd=workspace)
+    kinds = [json.loads(line)["kind"] for line in logged.stdout.splitlines()]
+    assert "model.response" not in kinds  # a partial reply is never journaled
+    assert kinds[-3:] == ["job.cancelled", "run.status_changed", "checkpoint.saved"]
+    (run,) = (json.loads(gm("runs", "--json", cwd=workspace).stdout.splitlines()[0]),)
+    assert run["status"] == "paused"  # `gm resume` asks again

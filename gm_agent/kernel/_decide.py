@@ -14,13 +14,17 @@ from gm_agent.kernel.state import RunState
 from gm_agent.tools import ShellCommand
 
 __all__ = [
+    "EMPTY_REPLY",
     "LOOP_REPEATS",
+    "MAX_MALFORMED_MOVES",
     "Action",
     "CallTool",
+    "Correct",
     "EndRun",
     "RequestMove",
     "budget_reason",
     "loop_reason",
+    "malformed_streak",
     "model_job_key",
     "next_action",
     "shell_job_key",
@@ -51,27 +55,73 @@ class RequestMove:
     step: int
 
 
-Action = CallTool | EndRun | RequestMove
+@dataclass(frozen=True)
+class Correct:
+    """Tell the model its last move was empty (as a ``user.message`` from the kernel)."""
+
+    text: str
+
+
+Action = CallTool | Correct | EndRun | RequestMove
+
+MAX_MALFORMED_MOVES = 3
+"""Malformed moves in a row (empty, or every tool call unknown or with arguments
+that are not valid JSON) after which the run fails instead of asking again."""
+
+EMPTY_REPLY = (
+    "(from gm) Your last reply was empty: no text and no tool call. Call a tool to "
+    "go on, or call `finish` with a summary if the task is done."
+)
 
 
 def next_action(state: RunState) -> Action:
     """The next action for a ``running`` run in ``state``.
 
-    In order: carry out the latest move's first tool call without a result; end
-    the run when the latest move has no tool calls (its text is the summary; an
-    empty move fails); otherwise ask for a move (the loop checks the budget first,
-    see :func:`budget_reason`).
+    In order: carry out the latest move's first tool call without a result; fail
+    the run after :data:`MAX_MALFORMED_MOVES` malformed moves in a row; end the run
+    when the latest move is text only (its summary); tell the model when that move
+    was empty; otherwise ask for a move (the loop checks the budget first, see
+    :func:`budget_reason`).
     """
     pending = state.pending_calls()
     if pending:
         index, call = pending[0]
         return CallTool(index, call)
+    streak = malformed_streak(state)
+    if streak >= MAX_MALFORMED_MOVES:
+        return EndRun(
+            "failed",
+            error=(
+                f"the model sent {streak} malformed replies in a row (empty, an unknown "
+                "tool, or arguments that are not valid JSON); `gm log "
+                f"{state.run_id}` shows them. A stronger model may do better."
+            ),
+        )
     last = state.conversation[-1] if state.conversation else None
     if last is not None and last.role == "assistant":
         if last.text.strip():
             return EndRun("succeeded", summary=last.text.strip())
-        return EndRun("failed", error="the model returned an empty reply (no text, no tool call)")
+        return Correct(EMPTY_REPLY)
     return RequestMove(state.step + 1)
+
+
+def malformed_streak(state: RunState) -> int:
+    """How many of the latest moves, in a row, were malformed: empty, or with tool
+    calls that all came back ``malformed``. Walks back only as far as the streak."""
+    malformed_results: dict[str, bool] = {}
+    streak = 0
+    for turn in reversed(state.conversation):
+        if turn.role == "tool" and turn.call_id is not None:
+            malformed_results[turn.call_id] = turn.malformed
+        elif turn.role == "assistant":
+            empty = not turn.text.strip() and not turn.tool_calls
+            bad_calls = bool(turn.tool_calls) and all(
+                malformed_results.get(c.call_id, False) for c in turn.tool_calls
+            )
+            if not (empty or bad_calls):
+                break
+            streak += 1
+    return streak
 
 
 _RAISE = {

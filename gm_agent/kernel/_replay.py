@@ -23,7 +23,6 @@ from pydantic import ValidationError
 
 from gm_agent.errors import IllegalTransition, JournalCorrupt
 from gm_agent.events import (
-    AnyEventData,
     Event,
     JobIntent,
     JobResult,
@@ -31,12 +30,14 @@ from gm_agent.events import (
     RunStatus,
     RunStatusChanged,
     ToolCalled,
+    UserMessage,
 )
 from gm_agent.journal import Journal
 from gm_agent.kernel._checkpoint import history, lineage
 from gm_agent.kernel._decide import (
     Action,
     CallTool,
+    Correct,
     EndRun,
     RequestMove,
     model_job_key,
@@ -181,7 +182,7 @@ async def replay_recorded(journal: Journal, run_id: str, registry: ToolRegistry)
     decided: Action | None = None
     for event in report.events:
         data = event.data
-        if _decision_point(folder.status, data):
+        if _decision_point(folder.status, event):
             state = folder.state
             problem = _check(state, event, decided, registry)
             if problem is not None:
@@ -194,10 +195,13 @@ async def replay_recorded(journal: Journal, run_id: str, registry: ToolRegistry)
     return report
 
 
-def _decision_point(status: RunStatus, data: AnyEventData) -> bool:
-    """Whether the kernel decided ``data`` (so the current code must be asked)."""
+def _decision_point(status: RunStatus, event: Event) -> bool:
+    """Whether the kernel decided ``event`` (so the current code must be asked)."""
+    data = event.data
     if isinstance(data, RunFinished):
         return True  # checked against the decision made at the status change before it
+    if isinstance(data, UserMessage):
+        return status == "running" and event.source == "kernel"  # a Correct
     return status == "running" and isinstance(data, JobIntent | ToolCalled | RunStatusChanged)
 
 
@@ -220,6 +224,8 @@ def _show(action: Action) -> str:
             return f"call {call.name}({call.args})"
         case EndRun(status, summary, error):
             return f"end the run as {status} ({summary or error})"
+        case Correct():
+            return "tell the model its reply was empty"
 
 
 def _check(
@@ -255,6 +261,10 @@ def _check(
             ) != (data.call_id, data.name, data.args):
                 return f"the journal calls {data.name}({data.args}); the loop would {_show(action)}"
             return _check_tool(state, data, registry)
+        case UserMessage():  # the kernel told the model its reply was empty
+            action = next_action(state)
+            if action != Correct(data.text):
+                return f"the journal tells the model {data.text!r}; the loop would {_show(action)}"
         case RunFinished() if isinstance(decided, EndRun):
             if (data.status, data.summary, data.error) != (
                 decided.status,

@@ -9,10 +9,11 @@ import anyio
 
 from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import UserError
-from gm_agent.events import BudgetRaised, RunCreated, UserMessage, new_event
+from gm_agent.events import BudgetRaised, ContextLoaded, RunCreated, UserMessage, new_event
 from gm_agent.journal import Journal
 from gm_agent.kernel._approvals import ApprovalMode
 from gm_agent.kernel._checkpoint import load_state
+from gm_agent.kernel._project_context import load_project_context
 from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome
 from gm_agent.kernel.state import TERMINAL, RunState
 from gm_agent.kernel.task import TaskSpec, load_task
@@ -44,8 +45,10 @@ async def create_run(
     workspace: Path,
     budget: BudgetSettings | None = None,
     fallbacks: tuple[str, ...] = (),
+    context: ContextLoaded | None = None,
 ) -> str:
-    """Record a new run of ``task`` (``run.created`` and the task as ``user.message``).
+    """Record a new run of ``task``: ``run.created``, the project ``context`` if
+    any (``context.loaded``), and the task as ``user.message``, in one commit.
 
     ``budget`` is gm.toml's; the task's ``budget:`` keys win over it.
 
@@ -69,12 +72,11 @@ async def create_run(
         network=task.sandbox is not None and task.sandbox.network,
         fallbacks=fallbacks,
     )
-    await journal.append(
-        [
-            new_event(clock, run_id, "kernel", created),
-            new_event(clock, run_id, "user", UserMessage(text=task.text)),
-        ]
-    )
+    events = [new_event(clock, run_id, "kernel", created)]
+    if context is not None:
+        events.append(new_event(clock, run_id, "kernel", context))
+    events.append(new_event(clock, run_id, "user", UserMessage(text=task.text)))
+    await journal.append(events)
     return run_id
 
 
@@ -139,8 +141,14 @@ async def run_task(
     clock = clock or SystemClock()
     workspace = Path(await anyio.Path(workspace).resolve())
     settings = load_settings(workspace, environ)
+    redactor = Redactor(environ)
     task = load_task(task_path)
-    task = task.model_copy(update={"text": Redactor(environ).redact(task.text)})
+    task = task.model_copy(update={"text": redactor.redact(task.text)})
+    context = load_project_context(
+        workspace, Path.cwd(), names=settings.context.files, max_bytes=settings.context.max_bytes
+    )
+    if context is not None:  # secrets never reach the journal or the model
+        context = context.model_copy(update={"text": redactor.redact(context.text)})
     registry = builtin_tools()
     registry.select(task.tools)  # an unknown tool in the allow-list fails before the run exists
     preferred = task.models or settings.models
@@ -169,6 +177,7 @@ async def run_task(
                 workspace=workspace,
                 budget=settings.budget,
                 fallbacks=fallbacks,
+                context=context,
             )
             if on_created is not None:
                 on_created(run_id)

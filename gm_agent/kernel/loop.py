@@ -56,6 +56,7 @@ from gm_agent.events import (
     ToolCallData,
     ToolCalled,
     ToolReturned,
+    UserMessage,
     new_event,
 )
 from gm_agent.faults import crash_point
@@ -69,8 +70,10 @@ from gm_agent.kernel._approvals import (
     verdict,
 )
 from gm_agent.kernel._checkpoint import encode_state, load_state
+from gm_agent.kernel._compaction import DEFAULT_WINDOW_TOKENS, plan_compaction
 from gm_agent.kernel._decide import (
     CallTool,
+    Correct,
     EndRun,
     RequestMove,
     budget_reason,
@@ -83,8 +86,8 @@ from gm_agent.kernel._restore import plan_restore
 from gm_agent.kernel._writer import WorkspaceWriter
 from gm_agent.kernel.context import build_request
 from gm_agent.kernel.state import TERMINAL, JobView, PatchView, RunState, evolve, fold
-from gm_agent.llm import Delta, Model, ModelPool, Move
-from gm_agent.llm.prices import price_of
+from gm_agent.llm import Delta, Model, ModelPool, Move, ToolSpec
+from gm_agent.llm.prices import context_window_of, price_of
 from gm_agent.policy import Redactor, network_rule
 from gm_agent.settings import Settings
 from gm_agent.tools import FileWrite, Finish, Reply, ShellCommand, Tool, ToolContext, ToolRegistry
@@ -480,6 +483,8 @@ class Kernel:
                 await self._call_tool(call, index)
             case EndRun(status, summary, error):
                 await self._finish(status, summary=summary, error=error)
+            case Correct(text):
+                await self._emit([UserMessage(text=text)], source="kernel")
             case RequestMove():
                 if self._checkpoint_due():
                     await self._checkpoint()
@@ -489,6 +494,7 @@ class Kernel:
                 if reason is not None:  # checked before spending; resumable
                     await self._set_status("waiting", reason)
                     return
+                await self._compact()
                 await self._request_move()
 
     def _elapsed_s(self) -> float:
@@ -524,6 +530,33 @@ class Kernel:
         self._checkpointed = (state.step, self._clock.monotonic())
         crash_point("checkpoint.after_save")
 
+    # -- what the model sees ----------------------------------------------------
+
+    def _tool_specs(self) -> tuple[ToolSpec, ...]:
+        return tuple(t.spec() for t in self._tools.values())
+
+    async def _window_tokens(self) -> int:
+        """The current model's context window in tokens: ``[context] window_tokens``,
+        else the model's own figure, else genai-prices' table, else a default."""
+        configured = self._settings.context.window_tokens or self._model.context_window
+        if configured is not None:
+            return configured
+        listed = await anyio.to_thread.run_sync(
+            context_window_of, self._model.pricing, self._model.name.partition(":")[2]
+        )
+        return listed or DEFAULT_WINDOW_TOKENS
+
+    async def _compact(self) -> None:
+        """Journal a ``context.compacted`` when the next request nears the window."""
+        compacted = plan_compaction(
+            self._state,
+            self._tool_specs(),
+            await self._window_tokens(),
+            self._settings.context.compact_at,
+        )
+        if compacted is not None:
+            await self._emit([compacted])
+
     async def _request_move(self) -> ModelResponse | None:
         """Run the model request as an idempotent job; its response, or None on failure."""
         step = self._state.step + 1
@@ -540,9 +573,7 @@ class Kernel:
                 timeout_s=self._settings.model_timeout_s,
             )
         )
-        request = build_request(
-            self._state, tuple(t.spec() for t in self._tools.values()), idempotency_key=spec.key
-        )
+        request = build_request(self._state, self._tool_specs(), idempotency_key=spec.key)
 
         async def effect() -> JobOutcome:
             started = self._clock.monotonic()
@@ -676,18 +707,27 @@ class Kernel:
             self._seen_seq = max(self._seen_seq, event.seq or 0)
         self._own_ids.clear()
 
-    async def _reply(self, call: ToolCallData, ok: bool, output: str, cause: str | None) -> None:
+    async def _reply(
+        self,
+        call: ToolCallData,
+        ok: bool,
+        output: str,
+        cause: str | None,
+        *,
+        malformed: bool = False,
+    ) -> None:
         crash_point("tool.before_returned")
         self._called_since_start = True
         output = self._redactor.redact(output)  # secrets never reach the journal or the model
-        await self._emit(
-            [ToolReturned(call_id=call.call_id, name=call.name, ok=ok, output=output)], cause
+        returned = ToolReturned(
+            call_id=call.call_id, name=call.name, ok=ok, output=output, malformed=malformed
         )
+        await self._emit([returned], cause)
 
     async def _carry_out(self, call: ToolCallData, index: int, cause: str | None) -> None:
         if call.args_error is not None:
             return await self._reply(
-                call, False, f"{call.name or 'tool call'}: {call.args_error}", cause
+                call, False, f"{call.name or 'tool call'}: {call.args_error}", cause, malformed=True
             )
         tool = self._tools.get(call.name)
         if tool is None:
@@ -697,6 +737,7 @@ class Kernel:
                 False,
                 f"unknown tool {call.name!r}; the tools you can call are: {known}",
                 cause,
+                malformed=True,
             )
         context = ToolContext(Path(self._state.workspace), self._settings.tools)
         try:

@@ -22,6 +22,8 @@ from gm_agent.events import (
     ApprovalRequested,
     BudgetRaised,
     CheckpointSaved,
+    ContextCompacted,
+    ContextLoaded,
     Event,
     FileChange,
     JobAmbiguous,
@@ -95,6 +97,7 @@ class Turn(BaseModel):
     call_id: str | None = None
     name: str | None = None
     ok: bool = True
+    malformed: bool = False
     provider_data: dict[str, JsonValue] | None = None
 
 
@@ -177,6 +180,10 @@ class RunState(BaseModel):
             when the run was created (RFC 3339); ``waiting_reason`` why it waits.
         approvals: calls that asked for approval, oldest first, with their answers.
         approved_rules: rule keys approved ``--always`` for this run.
+        project_context: the project context files' section of the system prompt,
+            as journaled by ``context.loaded``; ``context_files`` their paths.
+        truncated_before, dropped_before: how the conversation is compacted for
+            the model (see ``context.compacted``); 0 while it is sent whole.
         parent_id: the run this one was forked from, if it is a fork.
         fork_seq: the parent's last event this fork's history includes.
         last_seq: the seq of the last event folded in.
@@ -191,6 +198,10 @@ class RunState(BaseModel):
     max_steps: int = 0
     tools: tuple[str, ...] | None = None
     instructions: str | None = None
+    project_context: str | None = None
+    context_files: tuple[str, ...] = ()
+    truncated_before: int = 0
+    dropped_before: int = 0
     rules: tuple[dict[str, JsonValue], ...] = ()
     budget: dict[str, JsonValue] = {}
     network: bool = False
@@ -417,6 +428,7 @@ class _Draft:
                         call_id=data.call_id,
                         name=data.name,
                         ok=data.ok,
+                        malformed=data.malformed,
                     )
                 )
             case JobIntent():
@@ -521,6 +533,16 @@ class _Draft:
                 self.scalars["budget"] = {**budget, **data.budget}
             case ModelFallback():
                 self.scalars["model"] = data.to_model
+            case ContextLoaded():
+                self.scalars.update(
+                    project_context=data.text or None,
+                    context_files=tuple(f.path for f in data.files),
+                )
+            case ContextCompacted():
+                for name in ("truncated_before", "dropped_before"):
+                    mark = self.scalars.get(name, getattr(self.base, name))
+                    assert isinstance(mark, int)
+                    self.scalars[name] = max(mark, getattr(data, name))
             case CheckpointSaved():
                 pass
             case SandboxProbed():

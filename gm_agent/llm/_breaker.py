@@ -105,6 +105,7 @@ class Guarded:
         self.inner = model
         self.name = model.name
         self.pricing: Pricing = model.pricing
+        self.context_window: int | None = model.context_window
         self.breaker = breaker or breaker_for(model.name)
 
     async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:

@@ -45,11 +45,14 @@ class ModelRequest(_Frozen):
 
     ``idempotency_key`` is the request job's key; providers that accept one send it
     (as an ``Idempotency-Key`` HTTP header) so a retried request is recognised.
+    ``step`` is the 1-based step the request is for (test doubles pick their move
+    by it, since a compacted conversation no longer shows every earlier turn).
     """
 
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
     idempotency_key: str | None = None
+    step: int | None = None
 
 
 class Move(_Frozen):
@@ -114,7 +117,9 @@ class Model(Protocol):
     """A language model provider.
 
     ``name`` is the ``provider:model`` string it was made from; ``pricing`` which
-    price table its usage is costed with (:mod:`gm_agent.llm.prices`). :meth:`request`
+    price table its usage is costed with (:mod:`gm_agent.llm.prices`);
+    ``context_window`` its context window in tokens when the model itself knows it
+    (the local model's ``n_ctx``), else ``None``. :meth:`request`
     returns the next move; it raises :class:`~gm_agent.errors.ModelError` (or its
     subclass ``ModelHTTPError``) when no move can be had. :meth:`aclose` releases
     connections or loaded weights.
@@ -122,6 +127,7 @@ class Model(Protocol):
 
     name: str
     pricing: Pricing
+    context_window: int | None
 
     async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:
         """Ask for the next move; a model that streams sends pieces to ``on_delta``

@@ -347,6 +347,7 @@ class AnthropicModel:
                 f"than max_tokens ({max_tokens!r}); change one of them"
             )
         self.pricing: Pricing = "anthropic"
+        self.context_window: int | None = None
         self.name = name
         self.model = model
         self.max_tokens = max_tokens

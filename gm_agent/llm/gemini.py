@@ -326,6 +326,7 @@ class GeminiModel:
         self.name = name
         self.model = model
         self.pricing: Pricing = "google"
+        self.context_window: int | None = None
         self.base_url = base_url.rstrip("/").removesuffix("/v1beta")
         headers = {"x-goog-api-key": api_key} if api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout_s, transport=transport)

@@ -167,6 +167,7 @@ class LocalModel:
     ) -> None:
         self.name = name
         self.pricing: Pricing = "free"
+        self.context_window: int | None = context_tokens
         self.model_path = model_path
         self._context_tokens = context_tokens
         self._llama: Llama | None = None

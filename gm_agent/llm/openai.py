@@ -278,6 +278,7 @@ class OpenAIChatModel:
         self._null_content = null_content
         self._stream = stream
         self.pricing: Pricing = pricing
+        self.context_window: int | None = None
         self.name = name
         self.model = model
         self.base_url = base_url.rstrip("/")

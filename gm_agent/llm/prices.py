@@ -24,7 +24,7 @@ from typing import Literal
 
 from gm_agent.events import TokenUsage
 
-__all__ = ["Price", "Pricing", "price_of"]
+__all__ = ["Price", "Pricing", "context_window_of", "price_of"]
 
 Pricing = Literal["free", "unknown", "openai", "anthropic", "google"]
 
@@ -88,3 +88,27 @@ def price_of(pricing: Pricing, models: tuple[str | None, ...], usage: TokenUsage
     return Price(
         None, f"{pricing} model {names[0] if names else '?'!r} is not in genai-prices' table"
     )
+
+
+_PROVIDER_IDS: dict[Pricing, str] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "google": "google",
+}
+
+
+@functools.cache
+def context_window_of(pricing: Pricing, model: str) -> int | None:
+    """The context window of ``model`` in tokens, from genai-prices' model table
+    (``context_window``), or ``None`` when the table lacks it or the provider is
+    not one of the big three. Never raises."""
+    provider = _PROVIDER_IDS.get(pricing)
+    if provider is None:
+        return None
+    from genai_prices import data_snapshot
+
+    try:
+        _, found = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
+    except LookupError:
+        return None
+    return found.context_window

@@ -14,6 +14,7 @@ resumed or replayed run gets the same move for the same turn.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Self, cast
@@ -43,12 +44,18 @@ class _ScriptedMove(BaseModel):
 
 
 def _turn(request: ModelRequest) -> int:
+    """The 0-based turn ``request`` asks for: its step, else the turns it shows."""
+    if request.step is not None:
+        return request.step - 1
     return sum(1 for m in request.messages if m.role == "assistant")
 
 
 def _usage(request: ModelRequest, move: Move) -> TokenUsage:
-    """A deterministic stand-in for token counts: about 4 characters per token."""
-    prompt = sum(len(m.text) for m in request.messages)
+    """A deterministic stand-in for token counts: about 4 characters per token of
+    the messages' text and tool-call arguments."""
+    prompt = sum(
+        len(m.text) + sum(len(json.dumps(c.args)) for c in m.tool_calls) for m in request.messages
+    )
     return TokenUsage(input_tokens=prompt // 4, output_tokens=len(move.text) // 4 + 1)
 
 
@@ -58,6 +65,7 @@ class ScriptedModel:
     def __init__(self, name: str, moves: list[Move]) -> None:
         self.name = name
         self.pricing: Pricing = "free"
+        self.context_window: int | None = None
         self._moves = moves
 
     @classmethod
@@ -131,6 +139,7 @@ class FunctionModel:
     ) -> None:
         self.name = name
         self.pricing: Pricing = "free"
+        self.context_window: int | None = None
         self._function = function
 
     async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:

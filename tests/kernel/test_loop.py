@@ -20,9 +20,11 @@ from gm_agent.events import (
     RunStatusChanged,
     ToolCallData,
     ToolReturned,
+    UserMessage,
 )
 from gm_agent.journal import Journal
 from gm_agent.kernel import Kernel, RunOutcome, create_run, parse_task, replay_run, run_task
+from gm_agent.kernel._decide import EMPTY_REPLY, MAX_MALFORMED_MOVES
 from gm_agent.llm import Delta, FunctionModel, ModelRequest, Move, OnDelta
 from gm_agent.llm.prices import Pricing
 from gm_agent.settings import load_settings
@@ -264,10 +266,41 @@ async def test_a_reply_without_tool_calls_ends_the_run_with_its_text(workspace: 
     )
 
 
-async def test_an_empty_reply_fails_the_run(workspace: Path) -> None:
-    outcome, _ = await run_script(workspace, [{"text": ""}])
+async def test_an_empty_reply_is_shown_to_the_model_which_can_correct_it(
+    workspace: Path,
+) -> None:
+    outcome, events = await run_script(workspace, [{"text": ""}, {"finish": "done after all"}])
+    assert (outcome.status, outcome.summary) == ("succeeded", "done after all")
+    told = [e for e in events if isinstance(e.data, UserMessage) and e.source == "kernel"]
+    assert [e.data.text for e in told] == [EMPTY_REPLY]  # type: ignore[union-attr]
+
+
+async def test_malformed_moves_in_a_row_end_the_run_at_the_limit(workspace: Path) -> None:
+    bad = [
+        {"text": ""},
+        {"tool_calls": [{"name": "launch_rockets", "args": {}}]},
+        {"text": ""},
+        {"finish": "never reached"},
+    ]
+    outcome, events = await run_script(workspace, bad)
     assert outcome.status == "failed"
-    assert outcome.error is not None and "empty reply" in outcome.error
+    assert outcome.error is not None
+    assert f"{MAX_MALFORMED_MOVES} malformed replies in a row" in outcome.error
+    assert sum(isinstance(e.data, ModelResponse) for e in events) == MAX_MALFORMED_MOVES
+    assert [r.malformed for r in returned(events)] == [True]
+
+
+async def test_a_good_move_resets_the_malformed_count(workspace: Path) -> None:
+    moves = [
+        {"text": ""},
+        {"tool_calls": [{"name": "launch_rockets", "args": {}}]},
+        {"tool_calls": [{"name": "list_dir", "args": {"path": "."}}]},
+        {"text": ""},
+        {"tool_calls": [{"name": "launch_rockets", "args": {}}]},
+        {"finish": "made it"},
+    ]
+    outcome, _ = await run_script(workspace, moves)
+    assert (outcome.status, outcome.summary) == ("succeeded", "made it")
 
 
 async def make_kernel(
@@ -401,6 +434,7 @@ class _Streaming:
 
     name = "stream:test"
     pricing: Pricing = "free"
+    context_window: int | None = None
 
     async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:
         for piece in ("All ", "done ", "here."):
