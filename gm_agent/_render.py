@@ -27,15 +27,20 @@ from gm_agent.events import (
     PatchIntent,
     PatchReapplied,
     PatchReverted,
+    RunCancel,
     RunCreated,
     RunFinished,
     RunForked,
+    RunInterrupt,
     RunResumed,
     RunStatusChanged,
     SandboxProbed,
+    ScheduleArmed,
     ToolCalled,
     ToolReturned,
+    TriggerFired,
     UserMessage,
+    WebhookRejected,
 )
 from gm_agent.journal import RunRow
 from gm_agent.kernel import Comparison, RunSummary, StepView
@@ -100,6 +105,12 @@ def progress_line(event: Event) -> str | None:
                 f"· context compacted: ~{data.tokens_before:,} -> ~{data.tokens_after:,} "
                 f"of {data.window_tokens:,} tokens"
             )
+        case RunInterrupt():
+            return f"! interrupt asked by {data.by}; pausing at the next safe point"
+        case RunCancel():
+            return f"! cancel asked by {data.by}" + (f": {data.reason}" if data.reason else "")
+        case UserMessage():
+            return f"» {_short(data.text, 200)}"
         case ModelFallback():
             return f"! {data.from_model} is failing ({_short(data.reason, 80)}); moving to {data.to_model}"
         case JobAmbiguous():
@@ -122,7 +133,7 @@ def log_line(event: Event) -> str:
         case RunStatusChanged():
             gist = f"{data.from_} -> {data.to}" + (f" ({data.reason})" if data.reason else "")
         case UserMessage():
-            gist = _short(data.text)
+            gist = ("[preempt] " if data.preempt else "") + _short(data.text)
         case ModelResponse():
             calls = ", ".join(c.name for c in data.tool_calls)
             gist = f"text={_short(data.text, 60)!r} calls=[{calls}] tokens={data.usage.input_tokens}+{data.usage.output_tokens}"
@@ -173,6 +184,16 @@ def log_line(event: Event) -> str:
             gist = ", ".join(f"{k}={v}" for k, v in {**raised, **data.budget}.items())
         case ModelFallback():
             gist = f"{data.from_model} -> {data.to_model}: {data.reason}"
+        case TriggerFired():
+            what = f"skipped: {data.skipped}" if data.skipped else f"run {data.started_run}"
+            detail = data.event or data.scheduled_at or ", ".join(data.paths[:5])
+            gist = f"{data.trigger} ({data.on}{': ' + detail if detail else ''}) -> {what}"
+        case WebhookRejected():
+            gist = f"{data.path} {data.status}: {data.reason}"
+        case ScheduleArmed():
+            gist = f"{data.trigger} ({data.schedule}) next at {data.next_at}"
+        case RunInterrupt() | RunCancel():
+            gist = f"by {data.by}" + (f": {data.reason}" if data.reason else "")
         case ContextLoaded():
             shown = [f.path + (" (cut)" if f.truncated else "") for f in data.files]
             gist = ", ".join(shown) or "no file"

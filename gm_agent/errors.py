@@ -11,7 +11,8 @@ Every error gm_agent raises on purpose derives from :class:`GmAgentError`::
     ├── JournalError              the journal cannot be used
     │   ├── JournalCorrupt        the file is not a readable gm journal
     │   ├── JournalSchemaTooNew   written by a newer gm_agent; refused unmodified
-    │   └── LeaseLost             another process took the run over while we ran it
+    │   ├── LeaseLost             another process took the run over while we ran it
+    │   └── DuplicateEvent        an event that must be new is already journaled
     ├── ToolError                 a tool call failed; the model sees the message
     │   └── PathOutsideWorkspace  a path escapes the workspace or hits .gm/ .git/
     ├── JobError                  a side effect could not be carried out
@@ -42,6 +43,7 @@ from __future__ import annotations
 __all__ = [
     "CircuitOpen",
     "ConfigError",
+    "DuplicateEvent",
     "GmAgentError",
     "IllegalTransition",
     "JobError",
@@ -151,6 +153,18 @@ class JournalSchemaTooNew(JournalError):
 
 class LeaseLost(JournalError):
     """Our lease on a run expired and another process took it; we must stop at once."""
+
+
+class DuplicateEvent(JournalError):
+    """An event that had to be new (a webhook delivery, a schedule's firing) is in
+    the journal already; nothing of its batch was committed.
+
+    ``existing`` is the stored event.
+    """
+
+    def __init__(self, message: str, existing: object = None) -> None:
+        super().__init__(message)
+        self.existing = existing
 
 
 class ToolError(GmAgentError):

@@ -50,19 +50,25 @@ __all__ = [
     "PatchIntent",
     "PatchReapplied",
     "PatchReverted",
+    "RunCancel",
     "RunCreated",
     "RunFinished",
     "RunForked",
+    "RunInterrupt",
     "RunResumed",
     "RunStatus",
     "RunStatusChanged",
     "SandboxProbed",
+    "ScheduleArmed",
     "TerminalStatus",
     "TokenUsage",
     "ToolCallData",
     "ToolCalled",
     "ToolReturned",
+    "TriggerFired",
+    "TriggerKind",
     "UserMessage",
+    "WebhookRejected",
     "event_from_record",
     "new_event",
 ]
@@ -178,6 +184,8 @@ class RunCreated(_Frozen):
     """The task lets its shell commands reach the network (``sandbox: {network: true}``)."""
     fallbacks: tuple[str, ...] = ()
     """Models to move to, in order, when ``model``'s provider fails (``models =``)."""
+    trigger: str | None = None
+    """The trigger that started the run (its ``trigger.fired`` holds the payload)."""
 
 
 class RunStatusChanged(_Frozen):
@@ -198,11 +206,42 @@ class RunStatusChanged(_Frozen):
 
 
 class UserMessage(_Frozen):
-    """A message from the user to the run (the task itself is the first one)."""
+    """A message from the user to the run (the task itself is the first one).
+
+    A message that arrives while a step is under way (the model thinking, tool
+    calls running) waits for the step to end and is then delivered, in order.
+    ``preempt`` makes it cut in at the next safe point: a model request in flight
+    is stopped, the step's remaining tool calls are skipped, and the model sees
+    the message next.
+    """
 
     kind: Literal["user.message"] = "user.message"
     v: int = 1
     text: str
+    preempt: bool = False
+
+
+class RunInterrupt(_Frozen):
+    """Someone asked the run to pause at its next safe point (``gm interrupt``).
+
+    A model request in flight is stopped (it is asked again on resume); a running
+    tool call is let finish. ``gm resume`` continues the run.
+    """
+
+    kind: Literal["run.interrupt"] = "run.interrupt"
+    v: int = 1
+    by: str = "user"
+    reason: str | None = None
+
+
+class RunCancel(_Frozen):
+    """Someone cancelled the run (``gm cancel``): what is in flight is killed and
+    recorded, and the run finishes as ``cancelled``."""
+
+    kind: Literal["run.cancel"] = "run.cancel"
+    v: int = 1
+    by: str = "user"
+    reason: str | None = None
 
 
 class ModelResponse(_Frozen):
@@ -573,6 +612,62 @@ class ContextCompacted(_Frozen):
     window_tokens: int
 
 
+TriggerKind = Literal["webhook", "files", "schedule"]
+
+
+class TriggerFired(_Frozen):
+    """A trigger fired (``gm serve``): a webhook delivery, a settled burst of file
+    changes, or a schedule's time.
+
+    Journaled in the trigger's own stream (``run_id`` ``trigger:NAME``), in the same
+    commit as the run it starts (``started_run``), or with ``skipped`` saying why
+    none was started. Webhook firings have the id ``webhook:NAME:DELIVERY`` and
+    schedule firings ``schedule:NAME:SCHEDULED_AT``, so a redelivery or a restart
+    never fires twice. ``next_at`` (schedules) is the following fire time, where a
+    restarted daemon picks up.
+    """
+
+    kind: Literal["trigger.fired"] = "trigger.fired"
+    v: int = 1
+    trigger: str
+    on: TriggerKind
+    started_run: str | None = None
+    skipped: str | None = None
+    delivery_id: str | None = None
+    event: str | None = None
+    paths: tuple[str, ...] = ()
+    scheduled_at: str | None = None
+    next_at: str | None = None
+    schedule: str | None = None
+    payload: JsonValue = None
+
+
+class ScheduleArmed(_Frozen):
+    """A schedule trigger was set up (or its expression changed, or missed firings
+    were skipped): it fires next at ``next_at`` (RFC 3339). ``schedule`` is the
+    expression (``cron 0 2 * * * Europe/Paris``, ``every 30s``) the time comes from."""
+
+    kind: Literal["schedule.armed"] = "schedule.armed"
+    v: int = 1
+    trigger: str
+    schedule: str
+    next_at: str | None
+
+
+class WebhookRejected(_Frozen):
+    """A request to a webhook trigger was refused with ``status``: a bad or missing
+    signature, a body too large or not JSON, a secret not configured. Nothing else
+    is journaled for it. ``delivery_id`` is what the request claimed (unverified)."""
+
+    kind: Literal["webhook.rejected"] = "webhook.rejected"
+    v: int = 1
+    trigger: str | None
+    path: str
+    status: int
+    reason: str
+    delivery_id: str | None = None
+
+
 class RunFinished(_Frozen):
     """A run reached a terminal status, with a summary (success) or an error."""
 
@@ -587,6 +682,8 @@ AnyEventData = Annotated[
     RunCreated
     | RunStatusChanged
     | UserMessage
+    | RunInterrupt
+    | RunCancel
     | ModelResponse
     | ToolCalled
     | ToolReturned
@@ -611,6 +708,9 @@ AnyEventData = Annotated[
     | ModelFallback
     | ContextLoaded
     | ContextCompacted
+    | TriggerFired
+    | ScheduleArmed
+    | WebhookRejected
     | RunFinished,
     Field(discriminator="kind"),
 ]
@@ -706,10 +806,12 @@ def new_event(
     source: EventSource,
     data: AnyEventData,
     causation_id: str | None = None,
+    event_id: str | None = None,
 ) -> Event:
-    """Make an uncommitted event with a fresh id and the clock's current time."""
+    """Make an uncommitted event with the clock's current time and a fresh id (or
+    ``event_id``, a stable one, for idempotent delivery)."""
     return Event(
-        id=clock.new_id(),
+        id=event_id or clock.new_id(),
         run_id=run_id,
         at=format_timestamp(clock.now()),
         source=source,

@@ -35,7 +35,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, cast
+from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -45,14 +45,19 @@ __all__ = [
     "BudgetSettings",
     "CheckpointSettings",
     "ContextSettings",
+    "FilesTrigger",
     "JournalSettings",
     "PolicyAction",
     "PolicyRule",
     "PolicySettings",
     "ProviderSettings",
     "SandboxSettings",
+    "ScheduleTrigger",
+    "ServeSettings",
     "Settings",
     "ToolSettings",
+    "Trigger",
+    "WebhookTrigger",
     "load_settings",
     "remember_approval",
 ]
@@ -200,6 +205,103 @@ class ContextSettings(_Section):
     compact_at: float = Field(default=0.8, gt=0.2, le=1.0)
 
 
+class ServeSettings(_Section):
+    """``[serve]``: the ``gm serve`` daemon.
+
+    Attributes:
+        host, port: where webhooks are received (127.0.0.1 unless configured).
+        max_body_bytes: the largest webhook body accepted, in bytes (GitHub caps
+            its payloads at 25 MB; most are a few KB).
+        max_runs: runs the daemon executes at once, over all triggers.
+        orphan_check_s: seconds between looks for runs whose lease expired.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_runs: int = Field(default=4, ge=1)
+    orphan_check_s: float = Field(default=10.0, gt=0)
+
+
+_TRIGGER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _Trigger(_Section):
+    """What every trigger has: a name, the task it runs, and how it runs it.
+
+    ``approvals``: ``stop`` (the default; unattended, a needed approval stops the
+    run as waiting) or ``yes`` (approve everything the rules ask about).
+    ``max_concurrent``: runs of this trigger at once; a firing past it is skipped.
+    """
+
+    name: str = Field(pattern=_TRIGGER_NAME)
+    task: str = Field(min_length=1)
+    model: str | None = None
+    approvals: Literal["stop", "yes"] = "stop"
+    max_concurrent: int = Field(default=1, ge=1)
+
+
+class WebhookTrigger(_Trigger):
+    """``on = "webhook"``: a POST to ``path`` signed with the secret in ``secret_env``,
+    in GitHub's format (``X-Hub-Signature-256``) or Standard Webhooks'."""
+
+    on: Literal["webhook"]
+    path: str = Field(pattern=r"^/[A-Za-z0-9_./-]*$")
+    format: Literal["github", "standard"] = "github"
+    secret_env: str = Field(min_length=1)
+
+
+class FilesTrigger(_Trigger):
+    """``on = "files"``: a burst of changes to files matching ``paths`` (gitignore-style
+    globs relative to the workspace), settled for ``debounce_ms`` milliseconds."""
+
+    on: Literal["files"]
+    paths: tuple[str, ...] = Field(min_length=1)
+    debounce_ms: int = Field(default=500, ge=0)
+
+
+class ScheduleTrigger(_Trigger):
+    """``on = "schedule"``: a 5-field ``cron`` expression or an interval ``every``
+    (``"30s"``, ``"5m"``, ``"2h"``, ``"1d"``), in ``timezone`` (IANA name).
+
+    ``missed``: what to do with firings missed while gm serve was down (or late by
+    more than ``grace_s`` seconds): ``skip`` them, run ``once`` for all of them, or
+    run ``all`` of those within ``grace_s`` of now.
+    """
+
+    on: Literal["schedule"]
+    cron: str | None = None
+    every: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?\s*(s|m|h|d)$")
+    timezone: str = "UTC"
+    missed: Literal["skip", "once", "all"] = "once"
+    grace_s: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> ScheduleTrigger:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give exactly one of `cron` and `every`")
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {self.timezone!r}") from exc
+        if self.cron is not None:
+            from apscheduler.triggers.cron import (  # pyright: ignore[reportMissingTypeStubs]
+                CronTrigger,
+            )
+
+            try:
+                CronTrigger.from_crontab(self.cron, timezone=self.timezone)  # pyright: ignore[reportUnknownMemberType]
+            except ValueError as exc:
+                raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from exc
+        return self
+
+
+Trigger = Annotated[WebhookTrigger | FilesTrigger | ScheduleTrigger, Field(discriminator="on")]
+"""One ``[[triggers]]`` entry (or a task's ``on:``), chosen by its ``on`` key."""
+
+
 class Settings(_Section):
     """Everything configurable about a workspace.
 
@@ -226,6 +328,18 @@ class Settings(_Section):
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     tools: ToolSettings = ToolSettings()
     context: ContextSettings = ContextSettings()
+    serve: ServeSettings = ServeSettings()
+    triggers: tuple[Trigger, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_triggers(self) -> Settings:
+        names = [t.name for t in self.triggers]
+        paths = [t.path for t in self.triggers if isinstance(t, WebhookTrigger)]
+        for label, values in (("name", names), ("webhook path", paths)):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"two triggers have the same {label}: {', '.join(repeated)}")
+        return self
 
     @property
     def journal_path(self) -> Path:

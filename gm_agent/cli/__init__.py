@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from gm_agent import __version__
-from gm_agent.cli import _changes, _control, _history, _runs
+from gm_agent.cli import _changes, _control, _history, _runs, _serve
 
 __all__ = ["main"]
 
@@ -47,8 +47,12 @@ for command in (
     _changes.redo,
     _control.approve,
     _control.deny,
+    _control.send,
+    _control.interrupt,
+    _control.cancel,
     _history.replay,
     _history.fork,
     _history.compare,
+    _serve.serve,
 ):
     main.add_command(command)

@@ -1,8 +1,10 @@
-"""``gm approve`` and ``gm deny``: answer a run waiting for approval, from any terminal."""
+"""Steer a run from any terminal: ``gm approve``, ``gm deny``, ``gm send``,
+``gm interrupt`` and ``gm cancel``."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -57,3 +59,61 @@ def deny(ctx: click.Context, run_ref: str, call_id: str | None, reason: str | No
         )
     )
     _show(answered.run_id, answered.approval.name, "denied", answered.live)
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("text")
+@click.option(
+    "--preempt",
+    is_flag=True,
+    help="Cut in at the next safe point: stop the model's request, skip the step's "
+    "remaining tool calls, and have the message answered first.",
+)
+@click.pass_context
+def send(ctx: click.Context, run_ref: str, text: str, preempt: bool) -> None:
+    """Send TEXT to RUN as a user message (delivered after its current step)."""
+    from gm_agent.kernel import send_message
+
+    sent = run_async(
+        lambda: send_message(workspace_of(ctx), run_ref, os.environ, text, preempt=preempt)
+    )
+    then = (
+        "the run takes it at its next safe point"
+        if sent.live
+        else f"the run is {sent.status}; it takes the message when you `gm resume {sent.run_id}`"
+    )
+    click.echo(f"sent to run {sent.run_id}; {then}")
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--reason", help="Why (journaled with the interrupt).")
+@click.pass_context
+def interrupt(ctx: click.Context, run_ref: str, reason: str | None) -> None:
+    """Pause RUN at its next safe point; `gm resume RUN` continues it."""
+    from gm_agent.kernel import interrupt_run
+
+    done = run_async(lambda: interrupt_run(workspace_of(ctx), run_ref, os.environ, reason=reason))
+    if done.status == "paused":
+        click.echo(f"run {done.run_id} paused; continue it with `gm resume {done.run_id}`")
+    else:
+        click.echo(f"asked run {done.run_id} to pause; it is {done.status} for now")
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--reason", help="Why (journaled, and the run's error).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def cancel(ctx: click.Context, run_ref: str, reason: str | None, yes: bool) -> None:
+    """Cancel RUN: kill what it has in flight and finish it as cancelled."""
+    from gm_agent.kernel import cancel_run
+
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"cancel run {run_ref}? It cannot be resumed afterwards", abort=True)
+    done = run_async(lambda: cancel_run(workspace_of(ctx), run_ref, os.environ, reason=reason))
+    if done.status == "cancelled":
+        click.echo(f"run {done.run_id} cancelled")
+    else:
+        click.echo(f"asked run {done.run_id} to cancel; it is {done.status} for now")

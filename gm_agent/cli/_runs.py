@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from gm_agent.cli._support import (
     approval_mode,
     approval_options,
     exit_with,
+    explain,
     json_line,
     observer,
     open_journal,
@@ -23,6 +25,7 @@ from gm_agent.cli._support import (
 
 if TYPE_CHECKING:
     from gm_agent.events import Event
+    from gm_agent.kernel import RunOutcome
 
 
 @click.command()
@@ -36,6 +39,12 @@ if TYPE_CHECKING:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print each event as one JSON line as it is committed."
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="After the run, run the task again whenever the files its `on: files` "
+    "trigger names change (every file, without one); Ctrl-C stops.",
+)
 @approval_options
 @click.pass_context
 def run(
@@ -44,6 +53,7 @@ def run(
     model: str | None,
     max_steps: int | None,
     as_json: bool,
+    watch: bool,
     yes: bool,
     no_input: bool,
 ) -> None:
@@ -55,6 +65,7 @@ def run(
     from gm_agent.kernel import run_task
 
     observe = observer(as_json)
+    workspace = workspace_of(ctx)
 
     def announce(run_id: str) -> None:
         if not as_json:
@@ -62,19 +73,36 @@ def run(
                 f"gm: journaling to .gm/journal.db; watch with `gm log {run_id} --follow`", err=True
             )
 
-    outcome = run_async(
-        lambda: run_task(
-            task,
-            workspace=workspace_of(ctx),
-            environ=os.environ,
-            model=model,
-            max_steps=max_steps,
-            observer=observe,
-            on_created=announce,
-            approvals=approval_mode(yes, no_input),
+    def once() -> RunOutcome:
+        return run_async(
+            lambda: run_task(
+                task,
+                workspace=workspace,
+                environ=os.environ,
+                model=model,
+                max_steps=max_steps,
+                observer=observe,
+                on_created=announce,
+                approvals=approval_mode(yes, no_input),
+            )
         )
-    )
-    exit_with(outcome)
+
+    if not watch:
+        exit_with(once())
+    from gm_agent.triggers import next_change, watched_paths
+
+    patterns, debounce_ms = run_async(lambda: _watched(task, watched_paths))
+    while True:
+        explain(once())
+        click.echo(f"gm: watching {', '.join(patterns)} for changes; Ctrl-C stops", err=True)
+        changed = run_async(lambda: next_change(workspace, patterns, os.environ, debounce_ms))
+        click.echo(f"gm: changed: {', '.join(changed)}; running the task again", err=True)
+
+
+async def _watched(
+    task: Path, watched_paths: Callable[[Path], tuple[tuple[str, ...], int]]
+) -> tuple[tuple[str, ...], int]:
+    return watched_paths(task)
 
 
 def _budget(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) -> dict[str, float]:
@@ -203,7 +231,8 @@ def runs(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event and line.")
 @click.pass_context
 def log(ctx: click.Context, run_ref: str, follow: bool, as_json: bool) -> None:
-    """Print the events of RUN (an id, a unique prefix, or `last`)."""
+    """Print the events of RUN (an id, a unique prefix, or `last`), or of a
+    trigger (`trigger:NAME`: its firings and refusals)."""
     from gm_agent._render import log_line
 
     def show(event: Event) -> None:
@@ -211,7 +240,10 @@ def log(ctx: click.Context, run_ref: str, follow: bool, as_json: bool) -> None:
 
     async def print_log() -> None:
         async with await open_journal(workspace_of(ctx)) as journal:
-            run_id = await journal.resolve_run(run_ref)
+            stream = run_ref.startswith("trigger:") or run_ref == "serve"
+            run_id = run_ref if stream else await journal.resolve_run(run_ref)
+            if stream and follow:
+                raise click.UsageError("--follow is for runs; a trigger's log has no end")
             if follow:
                 async for event in journal.follow(run_id):
                     show(event)

@@ -119,6 +119,12 @@ def approval_mode(yes: bool, no_input: bool) -> ApprovalMode:
 
 def exit_with(outcome: RunOutcome) -> None:
     """Exit with the outcome's code, saying first what a run left waiting needs."""
+    explain(outcome)
+    sys.exit(outcome.exit_code)
+
+
+def explain(outcome: RunOutcome) -> None:
+    """Say what a run left waiting needs (nothing for other outcomes)."""
     run = outcome.run_id
     if outcome.status == "waiting" and outcome.needs and outcome.needs.startswith("approval"):
         click.echo(
@@ -128,4 +134,3 @@ def exit_with(outcome: RunOutcome) -> None:
         )
     elif outcome.status == "waiting" and outcome.needs:
         click.echo(f"gm: run {run} is waiting: {outcome.needs}", err=True)
-    sys.exit(outcome.exit_code)

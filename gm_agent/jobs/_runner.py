@@ -128,23 +128,24 @@ class JobRunner:
             crash_point("job.after_intent")
         started = self._clock.monotonic()
         attempt = 1
-        while True:
-            try:
-                outcome = await self._attempt(spec, effect)
-                break
-            except GmAgentError as exc:
-                if not exc.retryable or attempt >= self._retry.max_attempts:
-                    outcome = JobOutcome(ok=False, error=str(exc), outage=exc.outage)
+        try:
+            while True:
+                try:
+                    outcome = await self._attempt(spec, effect)
                     break
-                delay = self._retry.delay_s(attempt, exc.retry_after_s, self._rng)
-                await self._emit([self._attempt_failed(spec, attempt, str(exc), delay)], ())
-                await self._clock.sleep(delay)
-                attempt += 1
-            except anyio.get_cancelled_exc_class():
-                with anyio.CancelScope(shield=True):
-                    reason = "the run was interrupted while the job ran; it may have partly run"
-                    await self._emit([self._cancelled(spec, reason)], ())
-                raise
+                except GmAgentError as exc:
+                    if not exc.retryable or attempt >= self._retry.max_attempts:
+                        outcome = JobOutcome(ok=False, error=str(exc), outage=exc.outage)
+                        break
+                    delay = self._retry.delay_s(attempt, exc.retry_after_s, self._rng)
+                    await self._emit([self._attempt_failed(spec, attempt, str(exc), delay)], ())
+                    await self._clock.sleep(delay)
+                    attempt += 1
+        except anyio.get_cancelled_exc_class():  # while it ran, or between attempts
+            with anyio.CancelScope(shield=True):
+                reason = "the run was interrupted while the job ran; it may have partly run"
+                await self._emit([self._cancelled(spec, reason)], ())
+            raise
         crash_point("job.after_effect")
         output, blob = _cap(outcome.output)
         result = JobResult(

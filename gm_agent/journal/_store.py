@@ -9,7 +9,7 @@ import json
 import logging
 import sqlite3
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from gm_agent._bulk import cycle_collection_paused
 from gm_agent.clock import Clock, SystemClock, format_timestamp
 from gm_agent.errors import (
+    DuplicateEvent,
     JournalCorrupt,
     JournalError,
     JournalSchemaTooNew,
@@ -285,6 +286,7 @@ class Journal:
         *,
         lease_owner: str | None = None,
         checkpoint: CheckpointRecord | None = None,
+        unique: Collection[str] = (),
     ) -> list[Event]:
         """Commit ``events`` (and content ``blobs``) in one transaction.
 
@@ -296,6 +298,10 @@ class Journal:
                 that lost its lease can never write to the run again).
             checkpoint: a checkpoint row committed with the events (with its
                 ``checkpoint.saved`` event).
+            unique: ids of events that must be new: if one is in the journal
+                already, nothing is committed and ``DuplicateEvent`` is raised (so
+                a redelivered webhook cannot start a second run, even from a
+                second process).
 
         Returns:
             The events as committed, with ``seq`` set, in the same order. An event
@@ -304,6 +310,7 @@ class Journal:
 
         Raises:
             LeaseLost: ``lease_owner`` no longer holds a run's lease; nothing is committed.
+            DuplicateEvent: an event of ``unique`` exists; nothing is committed.
             JournalError: the write failed (disk full, locked too long); nothing of
                 this batch is committed and everything committed before is kept.
         """
@@ -321,6 +328,8 @@ class Journal:
                 inserted: list[Event] = []
                 for event in events:
                     stored, new = await self._insert(event, heads)
+                    if not new and event.id in unique:
+                        raise DuplicateEvent(f"event {event.id!r} is journaled already", stored)
                     committed.append(stored)
                     if new:
                         inserted.append(stored)
@@ -369,9 +378,14 @@ class Journal:
     # -- reading -----------------------------------------------------------
 
     async def read(
-        self, run_id: str | None = None, after_seq: int = 0, limit: int | None = None
+        self,
+        run_id: str | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> list[Event]:
-        """Events with ``seq > after_seq``, oldest first; one run's or all runs'.
+        """Events with ``seq > after_seq``, oldest first; one run's or all runs';
+        only those of ``kinds`` when given.
 
         Raises:
             JournalCorrupt: a stored event cannot be read.
@@ -381,6 +395,9 @@ class Journal:
         if run_id is not None:
             sql += " AND run_id = ?"
             params.append(run_id)
+        if kinds is not None:
+            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            params.extend(kinds)
         sql += " ORDER BY seq"
         if limit is not None:
             sql += " LIMIT ?"
@@ -390,6 +407,25 @@ class Journal:
         except sqlite3.Error as exc:
             raise translate(self.path, exc) from exc
         return _parse_rows(rows)
+
+    async def last_written(self, path: str) -> tuple[bool, str | None]:
+        """What gm itself last wrote to workspace path ``path`` (a patch applied,
+        reapplied or reverted): ``(True, sha256 of the content)``, with ``None`` for
+        a deletion; ``(False, None)`` when gm never wrote it."""
+        row = await fetchone_or_none(
+            self._conn,
+            "SELECT json_extract(f.value, '$.after_sha256') FROM events, "
+            "json_each(events.data, '$.files') AS f WHERE events.kind IN "
+            "('patch.applied', 'patch.reapplied', 'patch.reverted') "
+            "AND json_extract(f.value, '$.path') = ? ORDER BY events.seq DESC LIMIT 1",
+            (path,),
+        )
+        return (False, None) if row is None else (True, row[0])
+
+    async def last_seq(self) -> int:
+        """The seq of the newest event in the journal (0 when it is empty)."""
+        row = await fetchone(self._conn, "SELECT COALESCE(MAX(seq), 0) FROM events", ())
+        return int(row[0])
 
     async def read_upto(self, run_id: str, upto_seq: int, after_seq: int = 0) -> list[Event]:
         """``run_id``'s events with ``after_seq < seq <= upto_seq``, oldest first."""

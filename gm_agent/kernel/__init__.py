@@ -10,7 +10,17 @@ from gm_agent.kernel._compare import Comparison, RunSummary, StepView, compare_r
 from gm_agent.kernel._decide import Action, CallTool, EndRun, RequestMove, next_action
 from gm_agent.kernel._fork import fork_run
 from gm_agent.kernel._replay import ReplayProblem, ReplayReport, replay_recorded, replay_run
-from gm_agent.kernel._run import create_run, resumable_runs, resume_run, run_task
+from gm_agent.kernel._run import (
+    RunPlan,
+    create_run,
+    kernel_for,
+    model_pool,
+    plan_run,
+    resumable_runs,
+    resume_run,
+    run_task,
+)
+from gm_agent.kernel._steer import Steered, cancel_run, interrupt_run, send_message
 from gm_agent.kernel._undo import FileDiff, UndoReport, redo_run, run_diff, undo_run
 from gm_agent.kernel.context import build_request
 from gm_agent.kernel.loop import AMBIGUOUS_MESSAGE, EXIT_CODES, EventObserver, Kernel, RunOutcome
@@ -49,14 +59,17 @@ __all__ = [
     "ReplayReport",
     "RequestMove",
     "RunOutcome",
+    "RunPlan",
     "RunState",
     "RunSummary",
+    "Steered",
     "StepView",
     "TaskSpec",
     "Turn",
     "UndoReport",
     "answer_approval",
     "build_request",
+    "cancel_run",
     "check_transition",
     "compare_runs",
     "create_run",
@@ -64,10 +77,14 @@ __all__ = [
     "fold",
     "fork_run",
     "history",
+    "interrupt_run",
+    "kernel_for",
     "load_state",
     "load_task",
+    "model_pool",
     "next_action",
     "parse_task",
+    "plan_run",
     "redo_run",
     "replay_recorded",
     "replay_run",
@@ -75,5 +92,6 @@ __all__ = [
     "resume_run",
     "run_diff",
     "run_task",
+    "send_message",
     "undo_run",
 ]

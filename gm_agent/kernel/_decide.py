@@ -14,15 +14,21 @@ from gm_agent.kernel.state import RunState
 from gm_agent.tools import ShellCommand
 
 __all__ = [
+    "CANCELLED",
     "EMPTY_REPLY",
+    "INTERRUPTED",
     "LOOP_REPEATS",
     "MAX_MALFORMED_MOVES",
+    "SKIPPED",
     "Action",
     "CallTool",
     "Correct",
     "EndRun",
+    "Pause",
     "RequestMove",
+    "SkipCall",
     "budget_reason",
+    "cancel_error",
     "loop_reason",
     "malformed_streak",
     "model_job_key",
@@ -56,13 +62,32 @@ class RequestMove:
 
 
 @dataclass(frozen=True)
+class SkipCall:
+    """Answer ``call`` without running it: a user message cut in (``preempt``)."""
+
+    index: int
+    call: ToolCallData
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Pause the run at this safe point (``gm interrupt``)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Correct:
     """Tell the model its last move was empty (as a ``user.message`` from the kernel)."""
 
     text: str
 
 
-Action = CallTool | Correct | EndRun | RequestMove
+Action = CallTool | Correct | EndRun | Pause | RequestMove | SkipCall
+
+SKIPPED = "not run: the user sent a message first (see below); call it again if it is still needed"
+CANCELLED = "cancelled by the user"
+INTERRUPTED = "interrupted by the user"
 
 MAX_MALFORMED_MOVES = 3
 """Malformed moves in a row (empty, or every tool call unknown or with arguments
@@ -77,15 +102,23 @@ EMPTY_REPLY = (
 def next_action(state: RunState) -> Action:
     """The next action for a ``running`` run in ``state``.
 
-    In order: carry out the latest move's first tool call without a result; fail
+    In order: finish a cancelled run; pause an interrupted one; carry out the
+    latest move's first tool call without a result (or skip it when a user
+    message cuts in, unless it started already); fail
     the run after :data:`MAX_MALFORMED_MOVES` malformed moves in a row; end the run
     when the latest move is text only (its summary); tell the model when that move
     was empty; otherwise ask for a move (the loop checks the budget first, see
     :func:`budget_reason`).
     """
+    if state.cancel_requested:
+        return EndRun("cancelled", error=cancel_error(state.cancel_reason))
+    if state.interrupt_requested:
+        return Pause(INTERRUPTED)
     pending = state.pending_calls()
     if pending:
         index, call = pending[0]
+        if state.preempt and call.call_id not in state.open_calls:
+            return SkipCall(index, call)
         return CallTool(index, call)
     streak = malformed_streak(state)
     if streak >= MAX_MALFORMED_MOVES:
@@ -103,6 +136,11 @@ def next_action(state: RunState) -> Action:
             return EndRun("succeeded", summary=last.text.strip())
         return Correct(EMPTY_REPLY)
     return RequestMove(state.step + 1)
+
+
+def cancel_error(reason: str | None) -> str:
+    """The error a cancelled run finishes with."""
+    return f"{CANCELLED}: {reason}" if reason else CANCELLED
 
 
 def malformed_streak(state: RunState) -> int:

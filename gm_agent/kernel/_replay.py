@@ -39,7 +39,9 @@ from gm_agent.kernel._decide import (
     CallTool,
     Correct,
     EndRun,
+    Pause,
     RequestMove,
+    SkipCall,
     model_job_key,
     next_action,
     shell_job_key,
@@ -226,6 +228,10 @@ def _show(action: Action) -> str:
             return f"end the run as {status} ({summary or error})"
         case Correct():
             return "tell the model its reply was empty"
+        case SkipCall(_, call):
+            return f"skip {call.name} for a user message"
+        case Pause(reason):
+            return f"pause ({reason})"
 
 
 def _check(

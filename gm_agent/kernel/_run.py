@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
 from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import UserError
-from gm_agent.events import BudgetRaised, ContextLoaded, RunCreated, UserMessage, new_event
+from gm_agent.events import (
+    BudgetRaised,
+    ContextLoaded,
+    Event,
+    RunCreated,
+    UserMessage,
+    new_event,
+)
 from gm_agent.journal import Journal
 from gm_agent.kernel._approvals import ApprovalMode
 from gm_agent.kernel._checkpoint import load_state
@@ -23,11 +31,13 @@ from gm_agent.settings import BudgetSettings, Settings, load_settings
 from gm_agent.tools import builtin_tools
 
 __all__ = [
+    "RunPlan",
     "absolute_model",
     "create_run",
     "kernel_for",
     "model_pool",
     "open_existing",
+    "plan_run",
     "require_workspace",
     "resumable_runs",
     "resume_run",
@@ -46,16 +56,21 @@ async def create_run(
     budget: BudgetSettings | None = None,
     fallbacks: tuple[str, ...] = (),
     context: ContextLoaded | None = None,
+    run_id: str | None = None,
+    first: Sequence[Event] = (),
+    trigger: str | None = None,
 ) -> str:
     """Record a new run of ``task``: ``run.created``, the project ``context`` if
     any (``context.loaded``), and the task as ``user.message``, in one commit.
 
-    ``budget`` is gm.toml's; the task's ``budget:`` keys win over it.
+    ``budget`` is gm.toml's; the task's ``budget:`` keys win over it. ``first``
+    events (a ``trigger.fired``) are committed before, in the same transaction,
+    and must be new (``DuplicateEvent`` otherwise, with nothing committed).
 
     Returns:
-        The new run's id (a ULID).
+        The new run's id (a ULID, or ``run_id``).
     """
-    run_id = clock.new_id()
+    run_id = run_id or clock.new_id()
     created = RunCreated(
         task=task.text,
         task_path=str(task.path) if task.path else None,
@@ -71,12 +86,13 @@ async def create_run(
         },
         network=task.sandbox is not None and task.sandbox.network,
         fallbacks=fallbacks,
+        trigger=trigger,
     )
-    events = [new_event(clock, run_id, "kernel", created)]
+    events = [*first, new_event(clock, run_id, "kernel", created)]
     if context is not None:
         events.append(new_event(clock, run_id, "kernel", context))
     events.append(new_event(clock, run_id, "user", UserMessage(text=task.text)))
-    await journal.append(events)
+    await journal.append(events, unique=[e.id for e in first])
     return run_id
 
 
@@ -141,44 +157,14 @@ async def run_task(
     clock = clock or SystemClock()
     workspace = Path(await anyio.Path(workspace).resolve())
     settings = load_settings(workspace, environ)
-    redactor = Redactor(environ)
-    task = load_task(task_path)
-    task = task.model_copy(update={"text": redactor.redact(task.text)})
-    context = load_project_context(
-        workspace, Path.cwd(), names=settings.context.files, max_bytes=settings.context.max_bytes
-    )
-    if context is not None:  # secrets never reach the journal or the model
-        context = context.model_copy(update={"text": redactor.redact(context.text)})
-    registry = builtin_tools()
-    registry.select(task.tools)  # an unknown tool in the allow-list fails before the run exists
-    preferred = task.models or settings.models
-    model_name = absolute_model(
-        model
-        or task.model
-        or settings.model
-        or (preferred[0] if preferred else None)
-        or default_model_name(environ)
-    )
-    fallbacks = tuple(absolute_model(m) for m in preferred if absolute_model(m) != model_name)
+    plan = plan_run(load_task(task_path), settings, environ, model=model, max_steps=max_steps)
     pool = model_pool(settings, environ, Path.cwd())
-    llm = pool.get(model_name)
-    for name in fallbacks:  # a misspelt fallback fails now, not in the middle of an outage
-        make_model(name, settings, environ, base_dir=Path.cwd())
+    llm = pool.get(plan.model)
     try:
         async with await Journal.open(
             settings.journal_path, durability=settings.journal.durability, clock=clock
         ) as journal:
-            run_id = await create_run(
-                journal,
-                clock,
-                task,
-                model=model_name,
-                max_steps=max_steps or task.max_steps or settings.max_steps,
-                workspace=workspace,
-                budget=settings.budget,
-                fallbacks=fallbacks,
-                context=context,
-            )
+            run_id = await plan.create(journal, clock)
             if on_created is not None:
                 on_created(run_id)
             kernel = kernel_for(
@@ -188,6 +174,95 @@ async def run_task(
             return await kernel.execute(run_id)
     finally:
         await pool.aclose()
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run ready to be recorded: the task (redacted), its model and fallbacks,
+    its step budget and the project context, checked against the settings."""
+
+    task: TaskSpec
+    settings: Settings
+    model: str
+    fallbacks: tuple[str, ...]
+    max_steps: int
+    context: ContextLoaded | None
+
+    async def create(
+        self,
+        journal: Journal,
+        clock: Clock,
+        *,
+        run_id: str | None = None,
+        first: Sequence[Event] = (),
+        trigger: str | None = None,
+    ) -> str:
+        """Record the run (see :func:`create_run`); its id."""
+        return await create_run(
+            journal,
+            clock,
+            self.task,
+            model=self.model,
+            max_steps=self.max_steps,
+            workspace=self.settings.workspace,
+            budget=self.settings.budget,
+            fallbacks=self.fallbacks,
+            context=self.context,
+            run_id=run_id,
+            first=first,
+            trigger=trigger,
+        )
+
+
+def plan_run(
+    task: TaskSpec,
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    model: str | None = None,
+    max_steps: int | None = None,
+    cwd: Path | None = None,
+) -> RunPlan:
+    """Check ``task`` and pick what its run uses.
+
+    The model is the first of: ``model``, the task's ``model:``, ``GM_MODEL``,
+    gm.toml's ``model`` (or ``models``' first), and the local model. The step
+    budget is the first of ``max_steps``, the task's, gm.toml's. Project context
+    files are read from the workspace down to ``cwd`` (default: the current
+    directory). Secrets in the task and the context are redacted.
+
+    Raises:
+        UserError: an unknown tool in the allow-list, or a model or fallback name
+            gm cannot make (nothing is journaled then).
+    """
+    cwd = cwd or Path.cwd()
+    redactor = Redactor(environ)
+    task = task.model_copy(update={"text": redactor.redact(task.text)})
+    context = load_project_context(
+        settings.workspace, cwd, names=settings.context.files, max_bytes=settings.context.max_bytes
+    )
+    if context is not None:  # secrets never reach the journal or the model
+        context = context.model_copy(update={"text": redactor.redact(context.text)})
+    builtin_tools().select(task.tools)  # an unknown tool fails before the run exists
+    preferred = task.models or settings.models
+    model_name = absolute_model(
+        model
+        or task.model
+        or settings.model
+        or (preferred[0] if preferred else None)
+        or default_model_name(environ)
+    )
+    fallbacks = tuple(absolute_model(m) for m in preferred if absolute_model(m) != model_name)
+    for name in (model_name, *fallbacks):  # a misspelt fallback fails now, not mid-outage
+        make_model(name, settings, environ, base_dir=cwd)
+    return RunPlan(
+        task=task,
+        settings=settings,
+        model=model_name,
+        fallbacks=fallbacks,
+        max_steps=max_steps or task.max_steps or settings.max_steps,
+        context=context,
+    )
 
 
 def model_pool(settings: Settings, environ: Mapping[str, str], base_dir: Path) -> ModelPool:

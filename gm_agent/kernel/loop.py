@@ -25,10 +25,10 @@ reaches the journal.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import assert_never
+from typing import Literal, TypeVar, assert_never
 
 import anyio
 from pydantic import JsonValue
@@ -46,8 +46,10 @@ from gm_agent.events import (
     JobResult,
     ModelFallback,
     ModelResponse,
+    RunCancel,
     RunFinished,
     RunForked,
+    RunInterrupt,
     RunResumed,
     RunStatus,
     RunStatusChanged,
@@ -72,11 +74,16 @@ from gm_agent.kernel._approvals import (
 from gm_agent.kernel._checkpoint import encode_state, load_state
 from gm_agent.kernel._compaction import DEFAULT_WINDOW_TOKENS, plan_compaction
 from gm_agent.kernel._decide import (
+    INTERRUPTED,
+    SKIPPED,
     CallTool,
     Correct,
     EndRun,
+    Pause,
     RequestMove,
+    SkipCall,
     budget_reason,
+    cancel_error,
     loop_reason,
     model_job_key,
     next_action,
@@ -92,9 +99,22 @@ from gm_agent.policy import Redactor, network_rule
 from gm_agent.settings import Settings
 from gm_agent.tools import FileWrite, Finish, Reply, ShellCommand, Tool, ToolContext, ToolRegistry
 
-__all__ = ["AMBIGUOUS_MESSAGE", "EXIT_CODES", "EventObserver", "Kernel", "RunOutcome"]
+__all__ = [
+    "AMBIGUOUS_MESSAGE",
+    "CONTROL_KINDS",
+    "CONTROL_POLL_S",
+    "EXIT_CODES",
+    "EventObserver",
+    "Kernel",
+    "RunOutcome",
+]
+
+CONTROL_KINDS = ("run.cancel", "run.interrupt", "user.message")
+"""Events other processes append to steer a run."""
 
 log = logging.getLogger("gm_agent.kernel")
+
+T = TypeVar("T")
 
 EXIT_CODES: dict[RunStatus, int] = {
     "succeeded": 0,
@@ -112,6 +132,18 @@ AMBIGUOUS_MESSAGE = (
     "outcome unknown: gm stopped while this command was running, so it may or may not "
     "have run, fully or in part. Check its effects before running it again."
 )
+
+STOPPED_MESSAGE = "stopped: the run was cancelled while this call ran; it may have partly run"
+
+UNREAD_MESSAGE = (
+    "not finished: the user sent a message while you worked (below); read it, then "
+    "go on or call `finish` again"
+)
+
+CONTROL_POLL_S = 0.05
+"""How often a running kernel looks for ``run.cancel``, ``run.interrupt`` and
+preempting messages while a model request or a command is in flight, in seconds
+(ARCHITECTURE.md: control events are taken within 100 ms)."""
 
 EventObserver = Callable[[Event | Delta], None]
 """Called with each event right after it is committed, and with each piece of a
@@ -150,8 +182,10 @@ class Kernel:
             streamed piece of a model's reply; its errors are logged and it is
             then dropped, never stopping the run.
         lease_s: how long the run's lease lasts between heartbeats, in seconds.
-        heartbeat: renew the lease in the background every ``lease_s / 3`` seconds
-            (tests with a fake clock turn it off).
+        heartbeat: renew the lease in the background every ``lease_s / 3`` seconds,
+            and watch for control events that must stop what is in flight (tests
+            with a fake clock, whose sleeps return at once, turn it off; the loop
+            still takes control events between actions).
         approvals: what to do when a call needs approval; see :data:`ApprovalMode`.
         models: where the run's fallback models come from (``None``: no fallback).
     """
@@ -194,6 +228,7 @@ class Kernel:
         self._called_since_start = False  # a tool call ran in this process (loop check)
         self._seen_seq = 0  # every event of the run up to here is folded in
         self._own_ids: set[str] = set()  # events this kernel committed after _seen_seq
+        self._in_flight: tuple[Literal["model", "tool"], anyio.CancelScope] | None = None
 
     @property
     def state(self) -> RunState:
@@ -231,6 +266,7 @@ class Kernel:
                 async with anyio.create_task_group() as tg:
                     if self._heartbeat_on:
                         tg.start_soon(self._heartbeat, run_id, drive_scope)
+                        tg.start_soon(self._watch_controls, run_id)
                     try:
                         outcome = await self._drive(run_id)
                     except Exception as exc:  # re-raised below, outside the task group
@@ -259,6 +295,33 @@ class Kernel:
                 return
             except JournalError as exc:  # busy or briefly unwritable: the lease still runs
                 log.warning("could not renew the lease of run %s (%s); retrying", run_id, exc)
+
+    async def _watch_controls(self, run_id: str) -> None:
+        """Stop what is in flight when a control event asks for it: ``run.cancel``
+        stops anything; ``run.interrupt`` and a preempting message stop a model
+        request (asked again later) and let a command finish. The loop then acts
+        on the event at its next safe point."""
+        after = await self._journal.last_seq()
+        while True:
+            await self._clock.sleep(CONTROL_POLL_S)
+            try:
+                events = await self._journal.read(run_id, after_seq=after, kinds=CONTROL_KINDS)
+            except JournalError as exc:  # busy for a moment: the loop still catches up
+                log.debug("could not look for control events of run %s: %s", run_id, exc)
+                continue
+            for event in events:
+                after = max(after, event.seq or 0)
+                data = event.data
+                stop_any = isinstance(data, RunCancel)
+                stop_model = (
+                    stop_any
+                    or isinstance(data, RunInterrupt)
+                    or (isinstance(data, UserMessage) and data.preempt)
+                )
+                if self._in_flight is not None and stop_model:
+                    kind, scope = self._in_flight
+                    if stop_any or kind == "model":
+                        scope.cancel()
 
     async def _drive(self, run_id: str) -> RunOutcome:
         self._state, self._stored_nodes = await load_state(self._journal, run_id)
@@ -398,9 +461,11 @@ class Kernel:
             for d in datas
         ]
         fold(events, self._state)  # raises IllegalTransition before anything is written
-        committed = await self._journal.append(
-            events, blobs, lease_owner=self._owner, checkpoint=checkpoint
-        )
+        committed: list[Event] = []
+        with anyio.CancelScope(shield=True):  # a commit and its fold are never split
+            committed = await self._journal.append(
+                events, blobs, lease_owner=self._owner, checkpoint=checkpoint
+            )
         self._own_ids.update(event.id for event in committed)
         for event in committed:
             self._state = evolve(self._state, event)
@@ -478,11 +543,16 @@ class Kernel:
 
     async def _advance(self) -> None:
         """Take the next action the state calls for."""
+        await self._catch_up()
         match next_action(self._state):
             case CallTool(index, call):
                 await self._call_tool(call, index)
+            case SkipCall(_, call):
+                await self._reply(call, False, SKIPPED, self._state.last_response_id)
+            case Pause(reason):
+                await self._set_status("paused", reason)
             case EndRun(status, summary, error):
-                await self._finish(status, summary=summary, error=error)
+                await self._finish(status, summary=summary, error=error, first=self._close_calls())
             case Correct(text):
                 await self._emit([UserMessage(text=text)], source="kernel")
             case RequestMove():
@@ -495,7 +565,30 @@ class Kernel:
                     await self._set_status("waiting", reason)
                     return
                 await self._compact()
-                await self._request_move()
+                await self._stoppable("model", self._request_move)
+
+    def _close_calls(self) -> list[ToolReturned]:
+        """Results for the calls a stop cut off (announced, never returned), so a
+        cancelled run ends at rest."""
+        open_ids = set(self._state.open_calls)
+        calls = [c for _, c in self._state.pending_calls() if c.call_id in open_ids]
+        return [
+            ToolReturned(call_id=c.call_id, name=c.name, ok=False, output=STOPPED_MESSAGE)
+            for c in calls
+        ]
+
+    async def _stoppable(
+        self, kind: Literal["model", "tool"], action: Callable[[], Awaitable[T]]
+    ) -> T | None:
+        """``action``'s result, or ``None`` when a control event stopped it
+        (:meth:`_watch_controls`); what it had started is journaled as cancelled."""
+        with anyio.CancelScope() as scope:
+            self._in_flight = (kind, scope)
+            try:
+                return await action()
+            finally:
+                self._in_flight = None
+        return None
 
     def _elapsed_s(self) -> float:
         """Seconds since the run was created (its wall-time budget)."""
@@ -514,6 +607,7 @@ class Kernel:
 
     async def _checkpoint(self) -> None:
         """Save the state as a checkpoint, with its ``checkpoint.saved``, if at a safe point."""
+        await self._catch_up()  # the checkpoint must hold every event up to its seq
         state = self._state
         if not state.at_rest():
             return  # not a safe point: something is in flight
@@ -692,20 +786,33 @@ class Kernel:
             return
         if pending is not None and self._approvals == "yes":
             await self._emit([ApprovalGranted(call_id=pending.call_id, by="--yes")])
-        while (pending := self._state.pending_approval()) is not None:
+        while self._state.pending_approval() is not None:
+            if self._state.cancel_requested:
+                return await self._finish(
+                    "cancelled", error=cancel_error(self._state.cancel_reason)
+                )
+            if self._state.interrupt_requested:
+                return await self._set_status("paused", INTERRUPTED)
             await self._clock.sleep(APPROVAL_POLL_S)
             await self._catch_up()
         await self._set_status("running", "answered")
 
     async def _catch_up(self) -> None:
-        """Fold in the events other processes appended to this run (answers, for now)."""
+        """Take in the events other processes appended to this run (messages,
+        interrupts, cancels, answers).
+
+        When there are any, the state is folded again from the journal (latest
+        checkpoint and tail), so it is the fold of the events in journal order even
+        though this kernel applied its own events before theirs.
+        """
         events = await self._journal.read(self._state.run_id, after_seq=self._seen_seq)
-        for event in events:
-            if event.id not in self._own_ids:
-                self._state = evolve(self._state, event)
-                self._notify(event)
-            self._seen_seq = max(self._seen_seq, event.seq or 0)
+        foreign = [e for e in events if e.id not in self._own_ids]
+        self._seen_seq = max([self._seen_seq, *(e.seq or 0 for e in events)])
         self._own_ids.clear()
+        if foreign:
+            self._state, self._stored_nodes = await load_state(self._journal, self._state.run_id)
+            for event in foreign:
+                self._notify(event)
 
     async def _reply(
         self,
@@ -751,8 +858,12 @@ class Kernel:
                 ok, output = await self._writer().write(outcome, call.call_id, cause)
                 await self._reply(call, ok, output, cause)
             case ShellCommand():
-                ok, output = await self._shell(outcome, call, index, cause)
-                await self._reply(call, ok, output, cause)
+                shell = outcome
+                ran = await self._stoppable("tool", lambda: self._shell(shell, call, index, cause))
+                if ran is not None:  # else stopped by `gm cancel`: the job is recorded cancelled
+                    await self._reply(call, *ran, cause)
+            case Finish() if self._state.inbox:  # a message came in while it worked
+                await self._reply(call, False, UNREAD_MESSAGE, cause)
             case Finish():  # the reply and the end are one commit: no crash can split them
                 crash_point("tool.before_returned")
                 returned = ToolReturned(

@@ -38,18 +38,23 @@ from gm_agent.events import (
     PatchIntent,
     PatchReapplied,
     PatchReverted,
+    RunCancel,
     RunCreated,
     RunFinished,
     RunForked,
+    RunInterrupt,
     RunResumed,
     RunStatus,
     RunStatusChanged,
     SandboxProbed,
+    ScheduleArmed,
     TokenUsage,
     ToolCallData,
     ToolCalled,
     ToolReturned,
+    TriggerFired,
     UserMessage,
+    WebhookRejected,
 )
 
 __all__ = [
@@ -184,6 +189,10 @@ class RunState(BaseModel):
             as journaled by ``context.loaded``; ``context_files`` their paths.
         truncated_before, dropped_before: how the conversation is compacted for
             the model (see ``context.compacted``); 0 while it is sent whole.
+        inbox: user messages that arrived during a step, delivered (appended to the
+            conversation) when the step ends; ``preempt`` when one of them cuts in.
+        interrupt_requested, cancel_requested: a ``run.interrupt`` or
+            ``run.cancel`` the kernel has not acted on yet.
         parent_id: the run this one was forked from, if it is a fork.
         fork_seq: the parent's last event this fork's history includes.
         last_seq: the seq of the last event folded in.
@@ -202,6 +211,11 @@ class RunState(BaseModel):
     context_files: tuple[str, ...] = ()
     truncated_before: int = 0
     dropped_before: int = 0
+    inbox: tuple[Turn, ...] = ()
+    preempt: bool = False
+    interrupt_requested: bool = False
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
     rules: tuple[dict[str, JsonValue], ...] = ()
     budget: dict[str, JsonValue] = {}
     network: bool = False
@@ -300,6 +314,7 @@ class _Draft:
         self.usage = state.usage
         self.resumes = state.resumes
         self.conversation = list(state.conversation)
+        self.inbox = list(state.inbox)
         self.open_calls = list(state.open_calls)
         self.jobs = list(state.jobs)
         self.patches = list(state.patches)
@@ -320,6 +335,7 @@ class _Draft:
             "usage": self.usage,
             "resumes": self.resumes,
             "conversation": tuple(self.conversation),
+            "inbox": tuple(self.inbox),
             "open_calls": tuple(self.open_calls),
             "jobs": tuple(self.jobs),
             "patches": tuple(self.patches),
@@ -327,6 +343,26 @@ class _Draft:
             "approvals": tuple(self.approvals),
         }
         return RunState.model_construct(**values)
+
+    def mid_step(self) -> bool:
+        """A step is under way: a model request in flight, or tool calls of the
+        latest move without their results."""
+        if any(self.jobs[self.job_at[j]].job_kind == "model" for j in self.open_job_ids):
+            return True
+        returned: set[str] = set()
+        for turn in reversed(self.conversation):
+            if turn.role == "tool" and turn.call_id is not None:
+                returned.add(turn.call_id)
+            elif turn.role == "assistant":
+                return any(c.call_id not in returned for c in turn.tool_calls)
+        return False
+
+    def deliver(self) -> None:
+        """Move the inbox into the conversation once no step is under way."""
+        if self.inbox and not self.mid_step():
+            self.conversation.extend(self.inbox)
+            self.inbox.clear()
+            self.scalars["preempt"] = False
 
     def answer(self, data: ApprovalGranted | ApprovalDenied) -> None:
         for at in range(len(self.approvals) - 1, -1, -1):
@@ -395,8 +431,20 @@ class _Draft:
                 check_transition(data.from_, data.to)
                 self.status = data.to
                 self.scalars["waiting_reason"] = data.reason if data.to == "waiting" else None
+                if data.to == "paused" or data.to in TERMINAL:
+                    self.scalars["interrupt_requested"] = False
             case UserMessage():
-                self.conversation.append(Turn(role="user", text=data.text))
+                turn = Turn(role="user", text=data.text)
+                if self.mid_step():
+                    self.inbox.append(turn)
+                    if data.preempt:
+                        self.scalars["preempt"] = True
+                else:
+                    self.conversation.append(turn)
+            case RunInterrupt():
+                self.scalars["interrupt_requested"] = True
+            case RunCancel():
+                self.scalars.update(cancel_requested=True, cancel_reason=data.reason)
             case ModelResponse():
                 turn = Turn(
                     role="assistant",
@@ -511,7 +559,10 @@ class _Draft:
                     fork_seq=data.fork_seq,
                     summary=None,
                     error=None,
+                    interrupt_requested=False,
+                    cancel_requested=False,
                 )
+                self.deliver()
             case ApprovalRequested():
                 self.approvals.append(
                     ApprovalView(
@@ -531,6 +582,8 @@ class _Draft:
                 budget = self.scalars.get("budget", self.base.budget)
                 assert isinstance(budget, dict)
                 self.scalars["budget"] = {**budget, **data.budget}
+            case TriggerFired() | ScheduleArmed() | WebhookRejected():
+                pass  # in a trigger's stream, not a run's
             case ModelFallback():
                 self.scalars["model"] = data.to_model
             case ContextLoaded():
@@ -556,6 +609,8 @@ class _Draft:
                 self.scalars.update(summary=data.summary, error=data.error)
             case _:
                 assert_never(data)
+        if isinstance(data, ModelResponse | ToolReturned | JobResult | JobAmbiguous | JobCancelled):
+            self.deliver()  # the step may have just ended
 
 
 def evolve(state: RunState, event: Event) -> RunState:

@@ -32,7 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gm_agent.errors import TaskFileError
-from gm_agent.settings import BudgetSettings, PolicyRule
+from gm_agent.settings import BudgetSettings, PolicyRule, Trigger
 
 __all__ = ["TaskPolicy", "TaskSandbox", "TaskSpec", "load_task", "parse_task"]
 
@@ -78,6 +78,9 @@ class TaskSpec(BaseModel):
     policy: TaskPolicy | None = None
     budget: BudgetSettings | None = None
     sandbox: TaskSandbox | None = None
+    on: tuple[Trigger, ...] = ()
+    """Triggers that run this task under ``gm serve`` (the keys of gm.toml's
+    ``[[triggers]]``; ``task`` is this file and ``name`` defaults to its stem)."""
 
 
 def _split(source: str, path: str) -> tuple[str | None, str, int]:
@@ -125,7 +128,11 @@ def parse_task(source: str, path: Path | None = None) -> TaskSpec:
             raise TaskFileError(shown, f"front matter is not valid YAML: {exc}", offset) from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise TaskFileError(shown, "front matter must be a mapping of keys to values", offset)
-        fields = cast(dict[str, object], loaded or {})
+        raw = cast(dict[object, object], loaded or {})
+        # YAML 1.1 reads a bare `on` key as the boolean true.
+        fields = {"on" if k is True else str(k): v for k, v in raw.items()}
+        if "on" in fields:
+            fields["on"] = _triggers(fields["on"], path)
         for key in ("tools", "models"):
             if isinstance(fields.get(key), list):
                 fields[key] = tuple(cast(list[object], fields[key]))
@@ -138,7 +145,7 @@ def parse_task(source: str, path: Path | None = None) -> TaskSpec:
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             raise TaskFileError(
                 shown,
-                f"front matter {key!r}: {message} (known keys: model, models, max_steps, tools, instructions, policy, budget, sandbox)",
+                f"front matter {key!r}: {message} (known keys: model, models, max_steps, tools, instructions, policy, budget, sandbox, on)",
                 line,
             ) from exc
     text = body.strip()
@@ -151,6 +158,25 @@ def parse_task(source: str, path: Path | None = None) -> TaskSpec:
             models = cast(tuple[object, ...], fields["models"])
             fields["models"] = tuple(_beside(m, path) if isinstance(m, str) else m for m in models)
     return TaskSpec.model_validate({**fields, "text": text, "path": path})
+
+
+def _triggers(raw: object, path: Path | None) -> object:
+    """The front matter's ``on:`` (one mapping or a list) with each trigger's
+    ``task`` set to this file and its ``name`` defaulting to the file's stem."""
+    items = cast(list[object], raw) if isinstance(raw, list) else [raw]
+    stem = path.stem if path else "task"
+    found: list[object] = []
+    for index, item in enumerate(items, start=1):
+        if isinstance(item, dict):
+            entry = {
+                "on" if k is True else str(k): v
+                for k, v in cast(dict[object, object], item).items()
+            }
+            entry.setdefault("task", str(path) if path else "<task>")
+            entry.setdefault("name", stem if len(items) == 1 else f"{stem}-{index}")
+            item = entry
+        found.append(item)
+    return tuple(found)
 
 
 def _beside(model: str, path: Path) -> str:

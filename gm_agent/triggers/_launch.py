@@ -1,0 +1,213 @@
+"""Starting runs for triggers: one firing, one ``trigger.fired``, one run.
+
+A firing is journaled in the trigger's stream in the same commit as the run it
+starts, so the journal never holds one without the other. Firings with a stable
+id (a webhook's delivery, a schedule's time) must be new: a redelivery is
+answered ``duplicate`` with the run it started the first time. A trigger at its
+``max_concurrent`` runs records the firing as skipped (``busy``); runs over all
+triggers are limited by ``[serve] max_runs`` (the rest queue).
+
+The task's text may use the firing's data, rendered by Jinja2 in its sandbox:
+``{{ payload.pull_request.title }}``, ``{{ event }}``, ``{{ paths }}``,
+``{{ scheduled_at }}``, ``{{ trigger }}``. A missing key renders as nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import JsonValue
+
+from gm_agent.clock import Clock
+from gm_agent.errors import DuplicateEvent, GmAgentError, TaskFileError
+from gm_agent.events import EventSource, TriggerFired, TriggerKind, new_event
+from gm_agent.journal import Journal
+from gm_agent.kernel import kernel_for, load_task, model_pool, plan_run
+from gm_agent.settings import Settings, Trigger
+from gm_agent.triggers.schedule import stream_of
+
+__all__ = ["Firing", "Launcher", "render_task"]
+
+log = logging.getLogger("gm_agent.triggers")
+
+Accepted = Literal["started", "duplicate", "busy"]
+
+_SOURCES: dict[TriggerKind, EventSource] = {
+    "webhook": "webhook",
+    "files": "file",
+    "schedule": "timer",
+}
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One firing of a trigger: what it carries, and its stable id if it has one."""
+
+    trigger: Trigger
+    event_id: str | None = None
+    payload: JsonValue = None
+    delivery_id: str | None = None
+    event: str | None = None
+    paths: tuple[str, ...] = ()
+    scheduled_at: str | None = None
+    next_at: str | None = None
+    schedule: str | None = None
+
+    def fired(self, started_run: str | None, skipped: str | None = None) -> TriggerFired:
+        """Its ``trigger.fired`` payload."""
+        return TriggerFired(
+            trigger=self.trigger.name,
+            on=self.trigger.on,
+            started_run=started_run,
+            skipped=skipped,
+            delivery_id=self.delivery_id,
+            event=self.event,
+            paths=self.paths,
+            scheduled_at=self.scheduled_at,
+            next_at=self.next_at,
+            schedule=self.schedule,
+            payload=self.payload,
+        )
+
+
+def render_task(text: str, firing: Firing) -> str:
+    """``text`` with ``{{ ... }}`` filled from ``firing`` (Jinja2's sandbox).
+
+    Raises:
+        TaskFileError: the text is not a valid template.
+    """
+    if "{{" not in text and "{%" not in text:
+        return text
+    from jinja2 import TemplateError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+    try:
+        return env.from_string(text).render(
+            payload=firing.payload,
+            event=firing.event,
+            paths=list(firing.paths),
+            scheduled_at=firing.scheduled_at,
+            trigger=firing.trigger.name,
+            delivery_id=firing.delivery_id,
+        )
+    except TemplateError as exc:
+        raise TaskFileError(
+            firing.trigger.task, f"the task is not a valid template: {exc}"
+        ) from exc
+
+
+@dataclass
+class Launcher:
+    """Starts and executes the runs of triggers, in ``group``.
+
+    Args:
+        settings: the workspace's settings (``[serve] max_runs``).
+        environ: environment for settings, keys and tools.
+        journal: where firings are journaled (each run gets its own connection).
+        clock: time and ids.
+        group: where runs execute; the launcher never waits for them.
+    """
+
+    settings: Settings
+    environ: Mapping[str, str]
+    journal: Journal
+    clock: Clock
+    group: TaskGroup
+    active: dict[str, int] = field(default_factory=dict[str, int])
+    _lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _slots: anyio.CapacityLimiter | None = None
+
+    async def fire(self, firing: Firing) -> tuple[Accepted, str | None]:
+        """Journal ``firing`` and start its run; what happened, and the run's id.
+
+        Raises:
+            UserError: the trigger's task cannot be read or run (a bad file, an
+                unknown model); the firing is journaled as skipped, with why.
+        """
+        trigger = firing.trigger
+        stream = stream_of(trigger.name)
+        source = _SOURCES[trigger.on]
+        async with self._lock:
+            if self.active.get(trigger.name, 0) >= trigger.max_concurrent:
+                busy = f"busy: {trigger.max_concurrent} run(s) of this trigger still going"
+                await self._record(firing.fired(None, busy), stream, source)
+                return "busy", None
+            try:
+                task = load_task(self.settings.workspace / trigger.task)
+                task = task.model_copy(update={"text": render_task(task.text, firing)})
+                plan = plan_run(
+                    task,
+                    self.settings,
+                    self.environ,
+                    model=trigger.model,
+                    cwd=self.settings.workspace,
+                )
+            except GmAgentError as exc:
+                await self._record(firing.fired(None, f"cannot run: {exc}"), stream, source)
+                raise
+            run_id = self.clock.new_id()
+            fired = new_event(
+                self.clock, stream, source, firing.fired(run_id), event_id=firing.event_id
+            )
+            try:
+                await plan.create(
+                    self.journal, self.clock, run_id=run_id, first=[fired], trigger=trigger.name
+                )
+            except DuplicateEvent as exc:
+                earlier = getattr(exc.existing, "data", None)
+                return "duplicate", earlier.started_run if isinstance(
+                    earlier, TriggerFired
+                ) else None
+            self.active[trigger.name] = self.active.get(trigger.name, 0) + 1
+        self.group.start_soon(self._execute, run_id, trigger)
+        return "started", run_id
+
+    async def _record(self, data: TriggerFired, stream: str, source: EventSource) -> None:
+        await self.journal.append([new_event(self.clock, stream, source, data)])
+
+    async def resume(self, run_id: str) -> None:
+        """Execute run ``run_id`` (an orphan, a run of this daemon) in the group."""
+        self.group.start_soon(self._execute, run_id, None)
+
+    async def _execute(self, run_id: str, trigger: Trigger | None) -> None:
+        if self._slots is None:
+            self._slots = anyio.CapacityLimiter(self.settings.serve.max_runs)
+        try:
+            async with self._slots:
+                await self._drive(run_id, trigger)
+        except GmAgentError as exc:  # one run's trouble never stops the daemon
+            log.warning("run %s stopped: %s", run_id, exc)
+        except Exception:
+            log.exception("run %s stopped by an error in gm", run_id)
+        finally:
+            if trigger is not None:
+                self.active[trigger.name] -= 1
+
+    async def _drive(self, run_id: str, trigger: Trigger | None) -> None:
+        settings = self.settings
+        pool = model_pool(settings, self.environ, settings.workspace)
+        try:
+            async with await Journal.open(
+                settings.journal_path, durability=settings.journal.durability, clock=self.clock
+            ) as journal:
+                state_model = (await journal.get_run(run_id)).model
+                kernel = kernel_for(
+                    journal,
+                    pool.get(state_model),
+                    settings,
+                    self.clock,
+                    self.environ,
+                    None,
+                    approvals=trigger.approvals if trigger is not None else "stop",
+                    models=pool,
+                )
+                outcome = await kernel.execute(run_id)
+                log.info("run %s %s", run_id, outcome.status)
+        finally:
+            await pool.aclose()
