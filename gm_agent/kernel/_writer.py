@@ -107,6 +107,8 @@ class WorkspaceWriter:
         environ: the environment shell commands inherit, before secrets are removed.
         sandbox: how shell commands are confined (``None``: a plain process).
         redact: applied to a command's output before it is journaled (secrets).
+        on_queue: told when a change waits for another process's writer lock
+            (the holder's name), and when the wait is over (``None``).
     """
 
     def __init__(
@@ -120,7 +122,9 @@ class WorkspaceWriter:
         environ: Mapping[str, str],
         sandbox: ShellSandbox | None = None,
         redact: Callable[[str], str] = str,
+        on_queue: Callable[[str | None], Awaitable[None]] | None = None,
     ) -> None:
+        self._on_queue = on_queue
         self._journal = journal
         self._clock = clock
         self._workspace = workspace
@@ -133,7 +137,12 @@ class WorkspaceWriter:
         self._snapshot: Snapshot | None = None
 
     def _lock(self) -> WriterLock:
-        return WriterLock(self._workspace / GM_DIR / "writer.lock", self._owner, self._clock)
+        return WriterLock(
+            self._workspace / GM_DIR / "writer.lock",
+            self._owner,
+            self._clock,
+            on_wait=self._on_queue,
+        )
 
     # -- file writes ---------------------------------------------------------
 

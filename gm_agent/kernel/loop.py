@@ -492,8 +492,19 @@ class Kernel:
                 self._environ,
                 self._sandbox,
                 self._redactor.redact,
+                self._queued_for_writer,
             )
         return self._workspace_writer
+
+    async def _queued_for_writer(self, holder: str | None) -> None:
+        """Show that the run queues for another process's writer lock (``waiting``,
+        with who holds it), and when the wait is over."""
+        status = self._state.status
+        if holder is not None and status == "running":
+            reason = f"writer lock: queued behind {holder}"
+            await self._emit([RunStatusChanged.between("running", "waiting", reason)])
+        elif holder is None and status == "waiting" and self._state.pending_approval() is None:
+            await self._emit([RunStatusChanged.between("waiting", "running", "writer lock free")])
 
     def _runner(self, cause: str | None) -> JobRunner:
         """A job runner whose events are caused by ``cause``."""

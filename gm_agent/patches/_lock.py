@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -30,12 +31,23 @@ class WriterLock:
         owner: who holds it, for others' messages.
         clock: for waiting.
         timeout_s: how long to wait for another holder, in seconds.
+        on_wait: called with the holder's name when the lock is found taken, and
+            with ``None`` when the wait is over (taken at last, or timed out), so
+            a run can show that it queues for the writer.
 
     Raises (on entry):
         PatchError: another process held the lock for ``timeout_s``; names it.
     """
 
-    def __init__(self, path: Path, owner: str, clock: Clock, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        owner: str,
+        clock: Clock,
+        timeout_s: float = 60.0,
+        on_wait: Callable[[str | None], Awaitable[None]] | None = None,
+    ) -> None:
+        self._on_wait = on_wait
         self._path = path
         self._owner = owner
         self._clock = clock
@@ -53,17 +65,23 @@ class WriterLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                holder = (
+                    os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+                )
+                if waited == 0.0 and self._on_wait is not None:
+                    await self._on_wait(holder)
                 if waited >= self._timeout_s:
-                    holder = (
-                        os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-                    )
                     os.close(fd)
+                    if self._on_wait is not None:
+                        await self._on_wait(None)
                     raise PatchError(
                         f"the workspace is being changed by {holder} (writer lock held for "
                         f"{self._timeout_s:g} s); try again when it is done"
                     ) from None
                 await self._clock.sleep(POLL_S)
                 waited += POLL_S
+        if waited and self._on_wait is not None:
+            await self._on_wait(None)
         os.ftruncate(fd, 0)
         os.pwrite(fd, self._owner.encode(), 0)
         self.acquired_ns = os.fstat(fd).st_mtime_ns

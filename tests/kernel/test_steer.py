@@ -265,3 +265,34 @@ async def test_a_stopped_run_is_cancelled_in_place_and_cannot_be_interrupted(
         assert (await journal.get_run(run.run_id)).status == "cancelled"
     with pytest.raises(UserError, match="already cancelled"):
         await cancel_run(workspace, run.run_id, {})
+
+
+async def test_a_run_queues_for_the_writer_lock_with_a_clear_status(workspace: Path) -> None:
+    from gm_agent.patches import WriterLock
+
+    calls = 0
+
+    async def model(request: ModelRequest) -> Move:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return Move(tool_calls=(call("write_file", 1, path="a.txt", content="a\n"),))
+        return finish()
+
+    holder = WriterLock(
+        workspace / ".gm" / "writer.lock", "gm undo (another terminal)", SystemClock()
+    )
+    await holder.__aenter__()  # another process is changing files
+    async with live_run(workspace, model) as run:
+        await run.wait_for("run.status_changed", 2)  # created -> running -> waiting
+        changes = [e.data for e in await run.events() if e.kind == "run.status_changed"]
+        assert changes[-1].reason == "writer lock: queued behind gm undo (another terminal)"  # type: ignore[union-attr]
+        assert not (workspace / "a.txt").exists()
+        await holder.__aexit__(None, None, None)  # the other writer is done
+    assert run.outcome is not None and run.outcome.status == "succeeded"
+    assert (workspace / "a.txt").read_text() == "a\n"
+    reasons = [e.data.reason for e in await run.events() if e.kind == "run.status_changed"]  # type: ignore[union-attr]
+    assert reasons[1:3] == [
+        "writer lock: queued behind gm undo (another terminal)",
+        "writer lock free",
+    ]

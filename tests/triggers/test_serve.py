@@ -216,3 +216,94 @@ def test_file_changes_start_one_run_per_burst_and_the_agents_own_edits_none(
         if e["kind"] == "user.message"
     )
     assert first_task == "Index the docs; changed: docs/a.md, docs/b.md, docs/c.md"
+
+
+def test_serve_resumes_a_run_whose_process_died(workspace: Path) -> None:
+    script = write_script(
+        workspace.parent / "moves.yaml",
+        [
+            {"tool_calls": [{"name": "run_shell", "args": {"command": "echo once >> ledger.txt"}}]},
+            {"finish": "survived"},
+        ],
+    )
+    write(workspace / "task.md", f"---\nmodel: scripted:{script}\n---\nWork.\n")
+    env = {k: v for k, v in os.environ.items() if k != "GM_MODEL"}
+    crashed = subprocess.run(
+        [sys.executable, "-m", "gm_agent", "run", "task.md"],
+        cwd=workspace,
+        env={**env, "GM_CRASH_AT": "job.after_effect:1"},  # SIGKILL right after the command ran
+        capture_output=True,
+        check=False,
+    )
+    assert crashed.returncode == -9, crashed.stderr
+    daemon = Daemon(workspace)
+    try:
+        wait_until(lambda: "succeeded" in gm("status", cwd=workspace).stdout)
+    finally:
+        daemon.stop()
+    assert (workspace / "ledger.txt").read_text() == "once\n"  # recorded, never run again
+
+
+def test_run_watch_runs_the_task_again_when_its_files_change(workspace: Path) -> None:
+    script = write_script(workspace.parent / "moves.yaml", [{"finish": "looked"}])
+    write(
+        workspace / "task.md",
+        f"---\nmodel: scripted:{script}\non:\n  on: files\n  paths: ['src/*.py']\n"
+        "  debounce_ms: 200\n---\nLook at the code.\n",
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GM_MODEL"}
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "gm_agent", "run", "task.md", "--watch"],
+        cwd=workspace,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watching.stderr is not None
+        for line in watching.stderr:
+            if "watching src/*.py" in line:
+                break
+        time.sleep(0.5)  # the watch is set up
+        write(workspace / "README.md", "not watched\n")
+        write(workspace / "src" / "app.py", "print('hi')\n")
+        wait_until(lambda: run_count(workspace) == 2)
+    finally:
+        watching.send_signal(signal.SIGINT)
+        watching.communicate(timeout=30)
+    assert run_count(workspace) == 2
+
+
+def test_a_schedule_never_stacks_runs(workspace: Path) -> None:
+    script = write_script(
+        workspace.parent / "moves.yaml",
+        [
+            {"tool_calls": [{"name": "run_shell", "args": {"command": "sleep 2.5"}}]},
+            {"finish": "slow"},
+        ],
+    )
+    write(workspace / "tasks" / "slow.md", f"---\nmodel: scripted:{script}\n---\nBe slow.\n")
+    write(
+        workspace / "gm.toml",
+        '[[triggers]]\nname = "often"\non = "schedule"\nevery = "1s"\ntask = "tasks/slow.md"\n',
+    )
+    daemon = Daemon(workspace)
+    try:
+        wait_until(
+            lambda: any(
+                e["data"].get("skipped", "") and "busy" in e["data"]["skipped"]
+                for e in events(workspace, "trigger:often")
+                if e["kind"] == "trigger.fired"
+            )
+        )
+    finally:
+        daemon.stop()
+    fired = [e["data"] for e in events(workspace, "trigger:often") if e["kind"] == "trigger.fired"]
+    assert fired[0]["started_run"] is not None
+    # the second firing came a second later, while the first run still slept: skipped
+    assert (fired[1]["started_run"], fired[1]["skipped"]) == (
+        None,
+        "busy: 1 run(s) of this trigger still going",
+    )
