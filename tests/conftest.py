@@ -60,6 +60,21 @@ def gm(
     )
 
 
+def gm_process(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the real `gm` command in the background (stdout and stderr piped, text)."""
+    full_env = {k: v for k, v in os.environ.items() if k != "GM_MODEL"}
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "gm_agent", *args],
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _bubblewrap_works() -> bool:
     return probe_sandbox(Path.cwd()).backend == "bubblewrap"
 

@@ -4,10 +4,7 @@ HTTP on 127.0.0.1 and reached through the provider's ``*_BASE_URL`` variable."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.conftest import gm
+from tests.conftest import gm, gm_process
 from tests.helpers import JsonProvider, interactions, serving, write_task
 
 CASSETTES = (
@@ -116,17 +113,8 @@ class _EndlessStream(BaseHTTPRequestHandler):
 def test_interrupting_a_run_cancels_the_stream_mid_way(workspace: Path) -> None:
     with serving(_EndlessStream) as url:
         task = write_task(workspace / "task.md", "Think.", model="anthropic:claude-sonnet-4-5")
-        env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "test-key-0123456789"}
-        env.pop("GM_MODEL", None)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gm_agent", "run", str(task)],
-            cwd=workspace,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        env = {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "test-key-0123456789"}
+        process = gm_process("run", str(task), cwd=workspace, env=env)
         try:
             assert _EndlessStream.started.wait(60), "gm never asked the model"
             time.sleep(0.3)  # the streamed text reaches gm's output

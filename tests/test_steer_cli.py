@@ -4,15 +4,13 @@ another process, as a person in a second terminal would use them."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import gm
+from tests.conftest import gm, gm_process
 from tests.helpers import write_script, write_task
 
 pytestmark = pytest.mark.sandbox
@@ -21,16 +19,7 @@ pytestmark = pytest.mark.sandbox
 def start_run(workspace: Path, moves: list[dict[str, object]]) -> subprocess.Popen[str]:
     script = write_script(workspace.parent / "moves.yaml", moves)
     task = write_task(workspace.parent / "task.md", "Work.", model=f"scripted:{script}")
-    env = {k: v for k, v in os.environ.items() if k != "GM_MODEL"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "gm_agent", "run", str(task)],
-        cwd=workspace,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return gm_process("run", str(task), cwd=workspace)
 
 
 def kinds(workspace: Path) -> list[str]:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from gm_agent.triggers.webhooks import sign_github
-from tests.conftest import gm
+from tests.conftest import gm, gm_process
 from tests.helpers import write_script
 
 pytestmark = pytest.mark.sandbox
@@ -34,16 +34,8 @@ class Daemon:
     """`gm serve` in a subprocess; its webhook URL once it is ready."""
 
     def __init__(self, workspace: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "GM_MODEL"}
-        env["GM_WEBHOOK_SECRET"] = SECRET
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gm_agent", "serve", "--port", "0"],
-            cwd=workspace,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        self.process = gm_process(
+            "serve", "--port", "0", cwd=workspace, env={"GM_WEBHOOK_SECRET": SECRET}
         )
         self.lines: list[str] = []
         self.url: str | None = None
@@ -251,16 +243,7 @@ def test_run_watch_runs_the_task_again_when_its_files_change(workspace: Path) ->
         f"---\nmodel: scripted:{script}\non:\n  on: files\n  paths: ['src/*.py']\n"
         "  debounce_ms: 200\n---\nLook at the code.\n",
     )
-    env = {k: v for k, v in os.environ.items() if k != "GM_MODEL"}
-    watching = subprocess.Popen(
-        [sys.executable, "-m", "gm_agent", "run", "task.md", "--watch"],
-        cwd=workspace,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    watching = gm_process("run", "task.md", "--watch", cwd=workspace)
     try:
         assert watching.stderr is not None
         for line in watching.stderr:
