@@ -12,7 +12,8 @@ Every error gm_agent raises on purpose derives from :class:`GmAgentError`::
     │   ├── JournalCorrupt        the file is not a readable gm journal
     │   ├── JournalSchemaTooNew   written by a newer gm_agent; refused unmodified
     │   ├── LeaseLost             another process took the run over while we ran it
-    │   └── DuplicateEvent        an event that must be new is already journaled
+    │   ├── DuplicateEvent        an event that must be new is already journaled
+    │   └── Superseded            someone steered the run since the kernel decided
     ├── ToolError                 a tool call failed; the model sees the message
     │   └── PathOutsideWorkspace  a path escapes the workspace or hits .gm/ .git/
     ├── JobError                  a side effect could not be carried out
@@ -61,6 +62,7 @@ __all__ = [
     "RunLeased",
     "RunNotFound",
     "ScriptExhausted",
+    "Superseded",
     "TaskFileError",
     "ToolError",
     "UserError",
@@ -165,6 +167,12 @@ class DuplicateEvent(JournalError):
     def __init__(self, message: str, existing: object = None) -> None:
         super().__init__(message)
         self.existing = existing
+
+
+class Superseded(JournalError):
+    """A decision was not committed: a person steered the run (a message, an
+    interrupt, a cancel, an answer) after the kernel last looked. The kernel
+    takes the new events in and decides again; nothing was written."""
 
 
 class ToolError(GmAgentError):

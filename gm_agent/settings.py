@@ -249,6 +249,9 @@ class WebhookTrigger(_Trigger):
     path: str = Field(pattern=r"^/[A-Za-z0-9_./-]*$")
     format: Literal["github", "standard"] = "github"
     secret_env: str = Field(min_length=1)
+    events: tuple[str, ...] = ()
+    """Which deliveries start a run: event names (``pull_request``) or event and
+    action (``pull_request.opened``); empty takes every event but GitHub's ``ping``."""
 
 
 class FilesTrigger(_Trigger):
@@ -257,7 +260,7 @@ class FilesTrigger(_Trigger):
 
     on: Literal["files"]
     paths: tuple[str, ...] = Field(min_length=1)
-    debounce_ms: int = Field(default=500, ge=0)
+    debounce_ms: int = Field(default=500, ge=1)
 
 
 class ScheduleTrigger(_Trigger):
@@ -280,6 +283,8 @@ class ScheduleTrigger(_Trigger):
     def _one_schedule(self) -> ScheduleTrigger:
         if (self.cron is None) == (self.every is None):
             raise ValueError("give exactly one of `cron` and `every`")
+        if self.every is not None and float(self.every.rstrip("smhd ")) <= 0:
+            raise ValueError(f"the interval {self.every!r} must be longer than 0")
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         try:

@@ -103,3 +103,20 @@ def test_steering_a_run_that_ended_or_does_not_exist_is_a_usage_error(workspace:
         assert "succeeded" in result.stderr
     missing = gm("send", "01NOPE", "hi", cwd=workspace)
     assert missing.returncode == 2 and "01NOPE" in missing.stderr
+
+
+def test_cancelling_a_crashed_run_settles_the_cut_off_command_first(workspace: Path) -> None:
+    script = write_script(
+        workspace.parent / "moves.yaml",
+        [{"tool_calls": [{"name": "run_shell", "args": {"command": "echo hi > out.txt"}}]}],
+    )
+    task = write_task(workspace.parent / "task.md", "Work.", model=f"scripted:{script}")
+    crashed = gm("run", str(task), cwd=workspace, env={"GM_CRASH_AT": "job.after_intent:2"})
+    assert crashed.returncode == -9, crashed.stderr  # killed with the command's intent journaled
+    cancelled = gm("cancel", "last", "--reason", "not needed", cwd=workspace)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout, cancelled.stderr
+    ended = kinds(workspace)
+    assert "job.ambiguous" in ended  # never re-run, never silently dropped
+    assert ended[-3:] == ["run.status_changed", "run.finished", "checkpoint.saved"]
+    replayed = gm("replay", "last", "-q", cwd=workspace)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr

@@ -27,6 +27,7 @@ from gm_agent.errors import (
     LeaseLost,
     RunLeased,
     RunNotFound,
+    Superseded,
 )
 from gm_agent.events import Event, RunStatus, event_from_record
 from gm_agent.journal._chain import chain_head, event_columns, event_digest, first_broken_link
@@ -86,6 +87,15 @@ class RunRow(BaseModel):
     orphaned: bool = False
     """Not ended (created, running, waiting) but no live process holds its lease: resume it."""
 
+
+STEERING_KINDS = (
+    "user.message",
+    "run.interrupt",
+    "run.cancel",
+    "approval.granted",
+    "approval.denied",
+)
+"""Events by which a person steers a run (source ``user``); see ``append(fence=...)``."""
 
 _RUN_FIELDS = tuple(name for name in RunRow.model_fields if name != "orphaned")
 _RUN_COLUMNS = ", ".join(_RUN_FIELDS)
@@ -287,6 +297,7 @@ class Journal:
         lease_owner: str | None = None,
         checkpoint: CheckpointRecord | None = None,
         unique: Collection[str] = (),
+        fence: tuple[str, int] | None = None,
     ) -> list[Event]:
         """Commit ``events`` (and content ``blobs``) in one transaction.
 
@@ -302,6 +313,9 @@ class Journal:
                 already, nothing is committed and ``DuplicateEvent`` is raised (so
                 a redelivered webhook cannot start a second run, even from a
                 second process).
+            fence: ``(run_id, seq)``: commit only if no one steered the run after
+                ``seq`` (no ``user``-sourced message, interrupt, cancel or answer):
+                the kernel's decisions are made on the state up to ``seq``.
 
         Returns:
             The events as committed, with ``seq`` set, in the same order. An event
@@ -311,6 +325,7 @@ class Journal:
         Raises:
             LeaseLost: ``lease_owner`` no longer holds a run's lease; nothing is committed.
             DuplicateEvent: an event of ``unique`` exists; nothing is committed.
+            Superseded: ``fence`` found a steering event; nothing is committed.
             JournalError: the write failed (disk full, locked too long); nothing of
                 this batch is committed and everything committed before is kept.
         """
@@ -319,6 +334,8 @@ class Journal:
             async with transaction(self._conn):
                 if lease_owner is not None:
                     await self._fence(lease_owner, {e.run_id for e in events})
+                if fence is not None:
+                    await self._unsteered(*fence)
                 for blob in blobs:
                     await self._conn.execute(
                         "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?, ?, ?)",
@@ -343,6 +360,16 @@ class Journal:
                 f"an event holds text that is not valid Unicode ({exc}); a bug"
             ) from exc
         return committed
+
+    async def _unsteered(self, run_id: str, after_seq: int) -> None:
+        row = await fetchone_or_none(
+            self._conn,
+            "SELECT seq, kind FROM events WHERE run_id = ? AND seq > ? AND source = 'user' "
+            f"AND kind IN ({', '.join('?' * len(STEERING_KINDS))}) LIMIT 1",
+            (run_id, after_seq, *STEERING_KINDS),
+        )
+        if row is not None:
+            raise Superseded(f"run {run_id} got {row[1]} (seq {row[0]}) since seq {after_seq}")
 
     async def _fence(self, owner: str, run_ids: set[str]) -> None:
         for run_id in sorted(run_ids):
@@ -421,6 +448,13 @@ class Journal:
             (path,),
         )
         return (False, None) if row is None else (True, row[0])
+
+    async def find_event(self, event_id: str) -> Event | None:
+        """The event with id ``event_id``, if the journal holds it."""
+        row = await fetchone_or_none(
+            self._conn, f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
+        )
+        return None if row is None else _row_to_event(row)
 
     async def last_seq(self) -> int:
         """The seq of the newest event in the journal (0 when it is empty)."""

@@ -52,12 +52,15 @@ TARGET_SHARE = 0.5
 
 def estimate_tokens(request: ModelRequest) -> int:
     """An upper-leaning estimate of ``request``'s size in tokens: its messages' text,
-    tool calls and tool schemas at :data:`CHARS_PER_TOKEN`, plus a few per message."""
+    tool calls, provider data and tool schemas at :data:`CHARS_PER_TOKEN`, plus a
+    few per message."""
     chars = 0
     for message in request.messages:
         chars += len(message.text)
         for call in message.tool_calls:
             chars += len(call.name) + len(json.dumps(call.args, ensure_ascii=False))
+        if message.provider_data:  # sent back as it came (thinking blocks, signatures)
+            chars += len(json.dumps(message.provider_data, ensure_ascii=False))
     for tool in request.tools:
         chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
     return int(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS * len(request.messages)

@@ -31,6 +31,7 @@ __all__ = [
     "cancel_error",
     "loop_reason",
     "malformed_streak",
+    "model_attempts",
     "model_job_key",
     "next_action",
     "shell_job_key",
@@ -207,9 +208,27 @@ def budget_reason(state: RunState, elapsed_s: float) -> str | None:
     return None
 
 
-def model_job_key(run_id: str, step: int, model: str) -> str:
-    """The idempotency key of step ``step``'s model request to ``model``."""
-    return idempotency_key(run_id, step, 0, args_digest({"model": model}))
+def model_job_key(run_id: str, step: int, model: str, attempt: int = 0) -> str:
+    """The idempotency key of step ``step``'s model request to ``model``.
+
+    ``attempt`` counts the step's earlier requests that were stopped (by an
+    interrupt, a preempting message or Ctrl-C): the next one may ask with a
+    different conversation, so it must not share their key. A request cut off by
+    a crash is sent again under its own key, unchanged.
+    """
+    args: dict[str, object] = {"model": model}
+    if attempt:
+        args["attempt"] = attempt
+    return idempotency_key(run_id, step, 0, args_digest(args))
+
+
+def model_attempts(state: RunState, step: int) -> int:
+    """How many model requests of step ``step`` were stopped (``job.cancelled``)."""
+    return sum(
+        1
+        for job in state.jobs
+        if job.job_kind == "model" and job.args.get("step") == step and job.status == "cancelled"
+    )
 
 
 def shell_job_key(run_id: str, step: int, index: int, command: ShellCommand) -> str:

@@ -9,7 +9,9 @@ of one already read is read once.
 ``@path`` in a file imports another file, as in Claude Code and Gemini CLI: the
 path is relative to the importing file, must stay inside the workspace, and is
 ignored inside code (fenced blocks and inline code spans); an ``@word`` that
-names no file is left as text (a handle, an email). Imports nest up to
+names no file is left as text (a handle, an email). Files under ``.git/`` or
+``.gm/`` and ``.env`` files are never read (a remote URL in ``.git/config`` may
+hold a token). Imports nest up to
 :data:`MAX_IMPORT_DEPTH` deep (Claude Code's limit) and each file is read once.
 
 The whole section is capped at ``max_bytes``; the farthest files are cut first.
@@ -51,9 +53,20 @@ class _Found:
     truncated: bool = False
 
 
+PRIVATE_PARTS = (".git", ".gm")
+"""Directories an import never reads from (a remote URL in ``.git/config`` may hold
+a token; ``.gm/`` is gm's own); ``.env`` files are refused too."""
+
+
+def _private(relative: str) -> bool:
+    parts = relative.split("/")
+    return any(p in PRIVATE_PARTS for p in parts) or parts[-1].startswith(".env")
+
+
 @dataclass
 class _Reader:
     workspace: Path
+    limit: int
     found: list[_Found] = field(default_factory=list[_Found])
     skipped: list[str] = field(default_factory=list[str])
     seen_files: set[Path] = field(default_factory=set[Path])
@@ -69,8 +82,12 @@ class _Reader:
         if not real.is_relative_to(self.workspace):
             self.skipped.append(f"{relative}: a link out of the workspace")
             return
+        if _private(real.relative_to(self.workspace).as_posix()):
+            self.skipped.append(f"{relative}: private (.git/, .gm/ and .env files are never read)")
+            return
         try:
-            raw = real.read_bytes()
+            with real.open("rb") as file:
+                raw = file.read(self.limit + 1)  # the cap cuts it anyway
         except OSError as exc:
             self.skipped.append(f"{relative}: cannot be read ({exc.strerror or exc})")
             return
@@ -164,7 +181,7 @@ def load_project_context(
     """
     if max_bytes <= 0:
         return None
-    reader = _Reader(workspace)
+    reader = _Reader(workspace, max_bytes)
     for directory in _directories(workspace, cwd):
         for name in names:
             path = directory / name

@@ -42,6 +42,7 @@ from gm_agent.kernel._decide import (
     Pause,
     RequestMove,
     SkipCall,
+    model_attempts,
     model_job_key,
     next_action,
     shell_job_key,
@@ -244,7 +245,10 @@ def _check(
             action = next_action(state)
             if not isinstance(action, RequestMove):
                 return f"the journal asks the model for a move here; the loop would {_show(action)}"
-            key = model_job_key(state.run_id, action.step, str(data.args.get("model", "")))
+            model = str(data.args.get("model", ""))
+            key = model_job_key(
+                state.run_id, action.step, model, model_attempts(state, action.step)
+            )
             if key != data.key:
                 return f"the model request's idempotency key would now be {key}, not {data.key}"
             tools = tuple(t.spec() for t in registry.select(state.tools))

@@ -31,8 +31,9 @@ from gm_agent.events import (
 from gm_agent.journal import Journal, RunRow, new_owner
 from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel._decide import cancel_error
-from gm_agent.kernel._run import open_existing
+from gm_agent.kernel._run import open_existing, resume_run
 from gm_agent.kernel.state import TERMINAL, fold
+from gm_agent.policy import Redactor
 from gm_agent.settings import load_settings
 
 __all__ = ["SETTLE_S", "Steered", "cancel_run", "interrupt_run", "send_message"]
@@ -104,9 +105,16 @@ async def send_message(
             raise UserError(
                 f"run {run_id} already {row.status}; fork it to go on: `gm fork {run_id}`"
             )
-        message = UserMessage(text=text, preempt=preempt)
-        await journal.append([new_event(clock, run_id, "user", message)])
-        return Steered(run_id, await _is_live(journal, run_id), row.status)
+        message = UserMessage(text=Redactor(environ).redact(text), preempt=preempt)
+        (sent,) = await journal.append([new_event(clock, run_id, "user", message)])
+        after = await journal.get_run(run_id)
+        finished = await journal.read(run_id, kinds=["run.finished"])
+        if finished and (finished[0].seq or 0) < (sent.seq or 0):  # it ended first
+            raise UserError(
+                f"run {run_id} {after.status} before the message arrived; no model will read "
+                f"it. Go on from there with `gm fork {run_id} --message ...`"
+            )
+        return Steered(run_id, await _is_live(journal, run_id), after.status)
 
 
 async def interrupt_run(
@@ -149,7 +157,9 @@ async def cancel_run(
 
     A live run kills what it has in flight, records it, and finishes; this waits
     for that (up to :data:`SETTLE_S`). A run no process executes is finished here,
-    under its lease.
+    under its lease; if a crash cut a call off, a kernel first settles it (a
+    command becomes ``job.ambiguous`` with a patch for what it changed), running
+    nothing again.
 
     Raises:
         RunNotFound: no such run.
@@ -161,29 +171,32 @@ async def cancel_run(
         run_id, row = await _find(journal, run_ref)
         if row.status in TERMINAL:
             raise UserError(f"run {run_id} already {row.status}; nothing to cancel")
-        cancel = RunCancel(reason=reason)
+        cancel = new_event(clock, run_id, "user", RunCancel(reason=reason))
         if await _is_live(journal, run_id):
-            await journal.append([new_event(clock, run_id, "user", cancel)])
+            await journal.append([cancel])
             status = await _settle(journal, run_id, TERMINAL, clock)
-            return Steered(run_id, True, status)
+            if status in TERMINAL or await _is_live(journal, run_id):
+                return Steered(run_id, True, status)
         owner = new_owner(clock.new_id())
         try:
             await journal.acquire_lease(run_id, owner, 30.0)
-        except RunLeased:
-            await journal.append([new_event(clock, run_id, "user", cancel)])  # it went live
+        except RunLeased:  # it went live: the kernel takes the cancel
+            await journal.append([cancel])
             return Steered(run_id, True, await _settle(journal, run_id, TERMINAL, clock))
         try:
             state, _ = await load_state(journal, run_id)
-            datas: list[AnyEventData] = [
-                cancel,
-                RunStatusChanged.between(state.status, "cancelled", reason),
-                RunFinished(status="cancelled", error=cancel_error(reason)),
-            ]
-            events = [
-                new_event(clock, run_id, "user" if d is cancel else "kernel", d) for d in datas
-            ]
-            fold(events, state)  # an illegal move raises before anything is written
-            await journal.append(events, lease_owner=owner)
+            if state.at_rest():  # nothing cut off: finish it here
+                datas: list[AnyEventData] = [
+                    RunStatusChanged.between(state.status, "cancelled", reason),
+                    RunFinished(status="cancelled", error=cancel_error(reason)),
+                ]
+                events = [cancel, *(new_event(clock, run_id, "kernel", d) for d in datas)]
+                fold(events, state)  # an illegal move raises before anything is written
+                await journal.append(events, lease_owner=owner)
+                return Steered(run_id, False, "cancelled")
+            await journal.append([cancel], lease_owner=owner)
         finally:
             await journal.release_lease(run_id, owner)
-        return Steered(run_id, False, "cancelled")
+    # A crash cut something off: a kernel settles it (job.ambiguous, patches), then ends.
+    outcome = await resume_run(run_id, workspace=Path(workspace), environ=environ, clock=clock)
+    return Steered(run_id, False, outcome.status)

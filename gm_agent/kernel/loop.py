@@ -34,7 +34,14 @@ import anyio
 from pydantic import JsonValue
 
 from gm_agent.clock import Clock, parse_timestamp
-from gm_agent.errors import GmAgentError, JournalError, LeaseLost, ToolError, UserError
+from gm_agent.errors import (
+    GmAgentError,
+    JournalError,
+    LeaseLost,
+    Superseded,
+    ToolError,
+    UserError,
+)
 from gm_agent.events import (
     AnyEventData,
     ApprovalGranted,
@@ -85,6 +92,7 @@ from gm_agent.kernel._decide import (
     budget_reason,
     cancel_error,
     loop_reason,
+    model_attempts,
     model_job_key,
     next_action,
     shell_job_key,
@@ -229,6 +237,8 @@ class Kernel:
         self._seen_seq = 0  # every event of the run up to here is folded in
         self._own_ids: set[str] = set()  # events this kernel committed after _seen_seq
         self._in_flight: tuple[Literal["model", "tool"], anyio.CancelScope] | None = None
+        # A stop the watcher saw while nothing was in flight: (seq, what it stops).
+        self._stop_pending: tuple[int, Literal["any", "model"]] | None = None
 
     @property
     def state(self) -> RunState:
@@ -312,16 +322,22 @@ class Kernel:
             for event in events:
                 after = max(after, event.seq or 0)
                 data = event.data
-                stop_any = isinstance(data, RunCancel)
-                stop_model = (
-                    stop_any
-                    or isinstance(data, RunInterrupt)
-                    or (isinstance(data, UserMessage) and data.preempt)
+                stops: Literal["any", "model"] | None = (
+                    "any"
+                    if isinstance(data, RunCancel)
+                    else "model"
+                    if isinstance(data, RunInterrupt)
+                    or (isinstance(data, UserMessage) and data.preempt and event.source == "user")
+                    else None
                 )
-                if self._in_flight is not None and stop_model:
-                    kind, scope = self._in_flight
-                    if stop_any or kind == "model":
-                        scope.cancel()
+                if stops is None or (event.seq or 0) <= self._seen_seq:
+                    continue  # not a stop, or the loop has taken it in already
+                if self._in_flight is not None and (
+                    stops == "any" or self._in_flight[0] == "model"
+                ):
+                    self._in_flight[1].cancel()
+                elif self._stop_pending is None or stops == "any":
+                    self._stop_pending = (event.seq or 0, stops)
 
     async def _drive(self, run_id: str) -> RunOutcome:
         self._state, self._stored_nodes = await load_state(self._journal, run_id)
@@ -442,12 +458,15 @@ class Kernel:
         blobs: Iterable[bytes] = (),
         source: EventSource | None = None,
         checkpoint: CheckpointRecord | None = None,
+        fenced: bool = False,
     ) -> list[Event]:
         """Check ``datas`` against the state (evolve), commit them, then fold them in.
 
         ``source`` overrides each event's usual source (a shell command's patch is
         ``job``'s); ``checkpoint`` is committed in the same transaction. Error
         texts of jobs and runs (a provider's message, an exception) are redacted first.
+        ``fenced``: a decision, committed only if no one steered the run since the
+        kernel last caught up (else ``Superseded``, and nothing is written).
         """
         datas = [self._redacted_error(d) for d in datas]
         events = [
@@ -464,7 +483,11 @@ class Kernel:
         committed: list[Event] = []
         with anyio.CancelScope(shield=True):  # a commit and its fold are never split
             committed = await self._journal.append(
-                events, blobs, lease_owner=self._owner, checkpoint=checkpoint
+                events,
+                blobs,
+                lease_owner=self._owner,
+                checkpoint=checkpoint,
+                fence=(self._state.run_id, self._seen_seq) if fenced else None,
             )
         self._own_ids.update(event.id for event in committed)
         for event in committed:
@@ -539,8 +562,10 @@ class Kernel:
         error: str | None = None,
         first: Sequence[AnyEventData] = (),
         cause: str | None = None,
+        fenced: bool = False,
     ) -> None:
-        """End the run; ``first`` events are committed in the same transaction, before."""
+        """End the run; ``first`` events are committed in the same transaction, before.
+        ``fenced``: only if no one steered the run meanwhile (see :meth:`_emit`)."""
         await self._emit(
             [
                 *first,
@@ -548,6 +573,7 @@ class Kernel:
                 RunFinished(status=status, summary=summary, error=error),
             ],
             cause,
+            fenced=fenced,
         )
 
     # -- one action ------------------------------------------------------------
@@ -555,6 +581,13 @@ class Kernel:
     async def _advance(self) -> None:
         """Take the next action the state calls for."""
         await self._catch_up()
+        try:
+            await self._act()
+        except Superseded as exc:  # steered meanwhile: take it in and decide again
+            log.debug("decision superseded: %s", exc)
+
+    async def _act(self) -> None:
+        """Carry out what :func:`next_action` decides on the current state."""
         match next_action(self._state):
             case CallTool(index, call):
                 await self._call_tool(call, index)
@@ -563,7 +596,8 @@ class Kernel:
             case Pause(reason):
                 await self._set_status("paused", reason)
             case EndRun(status, summary, error):
-                await self._finish(status, summary=summary, error=error, first=self._close_calls())
+                closing = await self._settle_open_calls() if status == "cancelled" else []
+                await self._finish(status, summary=summary, error=error, first=closing, fenced=True)
             case Correct(text):
                 await self._emit([UserMessage(text=text)], source="kernel")
             case RequestMove():
@@ -578,11 +612,20 @@ class Kernel:
                 await self._compact()
                 await self._stoppable("model", self._request_move)
 
-    def _close_calls(self) -> list[ToolReturned]:
-        """Results for the calls a stop cut off (announced, never returned), so a
-        cancelled run ends at rest."""
+    async def _settle_open_calls(self) -> list[ToolReturned]:
+        """Before a cancelled run ends: settle the calls a stop cut off, running
+        nothing again (a command cut off by a crash is ``job.ambiguous``, with a
+        patch for what it changed; a half-applied patch is completed), and give
+        each a result, so the run ends at rest."""
         open_ids = set(self._state.open_calls)
         calls = [c for _, c in self._state.pending_calls() if c.call_id in open_ids]
+        for call in calls:
+            job = self._state.job_for_call(call.call_id)
+            patch = self._state.patch_for_call(call.call_id)
+            if job is not None and job.status == "started":
+                await self._writer().recover_ambiguous(job, AMBIGUOUS_MESSAGE, None)
+            elif patch is not None and patch.status == "intent":
+                await self._writer().complete(patch.patch_id, patch.files, call.call_id, None)
         return [
             ToolReturned(call_id=c.call_id, name=c.name, ok=False, output=STOPPED_MESSAGE)
             for c in calls
@@ -593,6 +636,10 @@ class Kernel:
     ) -> T | None:
         """``action``'s result, or ``None`` when a control event stopped it
         (:meth:`_watch_controls`); what it had started is journaled as cancelled."""
+        pending = self._stop_pending
+        if pending is not None and pending[0] > self._seen_seq:
+            if pending[1] == "any" or kind == "model":
+                return None  # stopped before it started: the loop takes the event in next
         with anyio.CancelScope() as scope:
             self._in_flight = (kind, scope)
             try:
@@ -671,7 +718,9 @@ class Kernel:
             if open_model  # cut off by a crash: same job, same key
             else JobSpec(
                 job_id=self._clock.new_id(),
-                key=model_job_key(self._state.run_id, step, self._model.name),
+                key=model_job_key(
+                    self._state.run_id, step, self._model.name, model_attempts(self._state, step)
+                ),
                 kind="model",
                 args={"model": self._model.name, "step": step},
                 idempotent=True,
@@ -701,7 +750,11 @@ class Kernel:
             )
             return JobOutcome(ok=True, extra=(response,))
 
-        outcome = await self._runner(None).run(spec, effect, intent_committed=bool(open_model))
+        runner = self._runner(None)
+        if not open_model:  # a decision: only if no one steered the run meanwhile
+            await self._emit([runner.intent(spec)], fenced=True)
+            crash_point("job.after_intent")
+        outcome = await runner.run(spec, effect, intent_committed=True)
         if not outcome.ok:
             following = self._fallback_model()
             if outcome.outage and following is not None and self._models is not None:
@@ -751,6 +804,7 @@ class Kernel:
                 )
             ],
             self._state.last_response_id,
+            fenced=True,
         )
         if decided.kind in ("deny", "denied"):
             return await self._reply(call, False, f"not run: {decided.reason}", called.id)
@@ -769,6 +823,11 @@ class Kernel:
         )
         if decided.kind != "ask":
             return decided
+        asked = self._state.approval_for(call.call_id)
+        if asked is not None and asked.answer is None:  # asked before a pause: wait on it
+            await self._emit([RunStatusChanged.between("running", "waiting", "approval")])
+            await self._await_answer()
+            return None
         assert decided.risk is not None and decided.rule is not None
         requested = ApprovalRequested(
             call_id=call.call_id,
@@ -820,6 +879,8 @@ class Kernel:
         foreign = [e for e in events if e.id not in self._own_ids]
         self._seen_seq = max([self._seen_seq, *(e.seq or 0 for e in events)])
         self._own_ids.clear()
+        if self._stop_pending is not None and self._stop_pending[0] <= self._seen_seq:
+            self._stop_pending = None  # folded in: the decisions account for it now
         if foreign:
             self._state, self._stored_nodes = await load_state(self._journal, self._state.run_id)
             for event in foreign:
@@ -881,7 +942,7 @@ class Kernel:
                     call_id=call.call_id, name=call.name, ok=True, output="the run is finished"
                 )
                 await self._finish(
-                    "succeeded", summary=outcome.summary, first=[returned], cause=cause
+                    "succeeded", summary=outcome.summary, first=[returned], cause=cause, fenced=True
                 )
             case _:
                 assert_never(outcome)

@@ -540,6 +540,7 @@ class _Draft:
                 self.update_patch(data.patch_id, status="applied", seq=event.seq or 0, undo_id=None)
             case RunResumed():
                 self.resumes += 1
+                self.scalars["interrupt_requested"] = False  # taken over: go on
             case RunForked():  # the parent's history so far is folded in already
                 self.status = "created"
                 self.resumes = 0

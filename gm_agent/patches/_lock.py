@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 
+import anyio
+
 from gm_agent.clock import Clock
 from gm_agent.errors import PatchError
 
@@ -60,28 +62,31 @@ class WriterLock:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
         waited = 0.0
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = (
-                    os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-                )
-                if waited == 0.0 and self._on_wait is not None:
-                    await self._on_wait(holder)
-                if waited >= self._timeout_s:
-                    os.close(fd)
-                    if self._on_wait is not None:
-                        await self._on_wait(None)
-                    raise PatchError(
-                        f"the workspace is being changed by {holder} (writer lock held for "
-                        f"{self._timeout_s:g} s); try again when it is done"
-                    ) from None
-                await self._clock.sleep(POLL_S)
-                waited += POLL_S
-        if waited and self._on_wait is not None:
-            await self._on_wait(None)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = (
+                        os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+                    )
+                    if waited == 0.0 and self._on_wait is not None:
+                        await self._on_wait(holder)
+                    if waited >= self._timeout_s:
+                        raise PatchError(
+                            f"the workspace is being changed by {holder} (writer lock held "
+                            f"for {self._timeout_s:g} s); try again when it is done"
+                        ) from None
+                    await self._clock.sleep(POLL_S)
+                    waited += POLL_S
+        except BaseException:  # timed out, or cancelled while waiting
+            os.close(fd)
+            raise
+        finally:
+            if waited and self._on_wait is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._on_wait(None)
         os.ftruncate(fd, 0)
         os.pwrite(fd, self._owner.encode(), 0)
         self.acquired_ns = os.fstat(fd).st_mtime_ns

@@ -9,7 +9,8 @@ triggers are limited by ``[serve] max_runs`` (the rest queue).
 
 The task's text may use the firing's data, rendered by Jinja2 in its sandbox:
 ``{{ payload.pull_request.title }}``, ``{{ event }}``, ``{{ paths }}``,
-``{{ scheduled_at }}``, ``{{ trigger }}``. A missing key renders as nothing.
+``{{ scheduled_at }}``, ``{{ trigger }}``. A missing key, at any depth, renders
+as nothing (Jinja2's ``ChainableUndefined``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ __all__ = ["Firing", "Launcher", "render_task"]
 
 log = logging.getLogger("gm_agent.triggers")
 
-Accepted = Literal["started", "duplicate", "busy"]
+Accepted = Literal["started", "duplicate", "busy", "skipped", "ignored"]
 
 _SOURCES: dict[TriggerKind, EventSource] = {
     "webhook": "webhook",
@@ -83,10 +84,12 @@ def render_task(text: str, firing: Firing) -> str:
     """
     if "{{" not in text and "{%" not in text:
         return text
-    from jinja2 import TemplateError
+    from jinja2 import ChainableUndefined, TemplateError
     from jinja2.sandbox import SandboxedEnvironment
 
-    env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+    env = SandboxedEnvironment(
+        autoescape=False, keep_trailing_newline=True, undefined=ChainableUndefined
+    )
     try:
         return env.from_string(text).render(
             payload=firing.payload,
@@ -119,21 +122,31 @@ class Launcher:
     journal: Journal
     clock: Clock
     group: TaskGroup
+    triggers: Mapping[str, Trigger] = field(default_factory=dict[str, Trigger])
+    """The daemon's triggers by name (a resumed run runs under its trigger's approvals)."""
     active: dict[str, int] = field(default_factory=dict[str, int])
+    executing: set[str] = field(default_factory=set[str])
+    """Runs this launcher has queued or is executing (never adopted twice)."""
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     _slots: anyio.CapacityLimiter | None = None
 
     async def fire(self, firing: Firing) -> tuple[Accepted, str | None]:
         """Journal ``firing`` and start its run; what happened, and the run's id.
 
-        Raises:
-            UserError: the trigger's task cannot be read or run (a bad file, an
-                unknown model); the firing is journaled as skipped, with why.
+        A firing whose stable id is journaled already is a ``duplicate`` (checked
+        first: a redelivery while the first run goes is not ``busy``). A task that
+        cannot be read or run (a bad file or template, an unknown model) is
+        ``skipped``, journaled with why.
         """
         trigger = firing.trigger
         stream = stream_of(trigger.name)
         source = _SOURCES[trigger.on]
         async with self._lock:
+            if firing.event_id is not None:
+                earlier = await self.journal.find_event(firing.event_id)
+                if earlier is not None:
+                    data = earlier.data
+                    return "duplicate", data.started_run if isinstance(data, TriggerFired) else None
             if self.active.get(trigger.name, 0) >= trigger.max_concurrent:
                 busy = f"busy: {trigger.max_concurrent} run(s) of this trigger still going"
                 await self._record(firing.fired(None, busy), stream, source)
@@ -149,8 +162,9 @@ class Launcher:
                     cwd=self.settings.workspace,
                 )
             except GmAgentError as exc:
+                log.warning("trigger %s cannot run its task: %s", trigger.name, exc)
                 await self._record(firing.fired(None, f"cannot run: {exc}"), stream, source)
-                raise
+                return "skipped", None
             run_id = self.clock.new_id()
             fired = new_event(
                 self.clock, stream, source, firing.fired(run_id), event_id=firing.event_id
@@ -165,29 +179,44 @@ class Launcher:
                     earlier, TriggerFired
                 ) else None
             self.active[trigger.name] = self.active.get(trigger.name, 0) + 1
+            self.executing.add(run_id)
         self.group.start_soon(self._execute, run_id, trigger)
         return "started", run_id
 
     async def _record(self, data: TriggerFired, stream: str, source: EventSource) -> None:
         await self.journal.append([new_event(self.clock, stream, source, data)])
 
-    async def resume(self, run_id: str) -> None:
-        """Execute run ``run_id`` (an orphan, a run of this daemon) in the group."""
-        self.group.start_soon(self._execute, run_id, None)
+    async def adopt(self, run_id: str, trigger: str | None) -> bool:
+        """Resume run ``run_id`` (orphaned: its process died) in the group, under
+        its trigger's approvals; ``False`` when this launcher runs it already."""
+        if run_id in self.executing:
+            return False
+        self.executing.add(run_id)
+        self.group.start_soon(self._execute, run_id, None, self.triggers.get(trigger or ""))
+        return True
 
-    async def _execute(self, run_id: str, trigger: Trigger | None) -> None:
+    async def _execute(
+        self, run_id: str, counted: Trigger | None, trigger: Trigger | None = None
+    ) -> None:
+        """Drive ``run_id`` when a slot is free; ``counted`` is the trigger whose
+        ``active`` count it holds (a new run's), ``trigger`` gives the approvals."""
         if self._slots is None:
             self._slots = anyio.CapacityLimiter(self.settings.serve.max_runs)
+        trigger = trigger or counted
         try:
             async with self._slots:
+                row = await self.journal.get_run(run_id)
+                if counted is None and not row.orphaned:
+                    return  # taken over, paused or ended while it queued
                 await self._drive(run_id, trigger)
         except GmAgentError as exc:  # one run's trouble never stops the daemon
             log.warning("run %s stopped: %s", run_id, exc)
         except Exception:
             log.exception("run %s stopped by an error in gm", run_id)
         finally:
-            if trigger is not None:
-                self.active[trigger.name] -= 1
+            self.executing.discard(run_id)
+            if counted is not None:
+                self.active[counted.name] -= 1
 
     async def _drive(self, run_id: str, trigger: Trigger | None) -> None:
         settings = self.settings

@@ -16,8 +16,9 @@ its run as ``waiting`` (``approvals = "yes"`` on a trigger approves instead).
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +26,8 @@ from pathlib import Path
 import anyio
 
 from gm_agent.clock import Clock, SystemClock, format_timestamp
-from gm_agent.errors import ConfigError, GmAgentError, RunLeased
-from gm_agent.events import WebhookRejected, new_event
+from gm_agent.errors import ConfigError, GmAgentError
+from gm_agent.events import RunCreated, WebhookRejected, new_event
 from gm_agent.journal import Journal
 from gm_agent.kernel import load_task
 from gm_agent.kernel.state import TERMINAL
@@ -96,14 +97,53 @@ def own_writes(journal: Journal) -> OwnWriteCheck:
     return check
 
 
+REJECTIONS_PER_MINUTE = 60
+"""Refused webhook requests journaled per minute at most; more are only logged."""
+
+
+class _Bucket:
+    """A token bucket: ``per_minute`` takes a minute, refilled evenly."""
+
+    def __init__(self, clock: Clock, per_minute: int) -> None:
+        self._clock = clock
+        self._rate = per_minute / 60.0
+        self._capacity = float(per_minute)
+        self._tokens = float(per_minute)
+        self._at = clock.monotonic()
+
+    def take(self) -> bool:
+        now = self._clock.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+def _takes(trigger: WebhookTrigger, delivery: Delivery) -> bool:
+    """Whether ``trigger`` starts a run for ``delivery`` (its ``events`` filter;
+    GitHub's ``ping``, sent when a webhook is set up, never)."""
+    if delivery.event == "ping":
+        return False
+    if not trigger.events:
+        return True
+    action = delivery.payload.get("action") if isinstance(delivery.payload, dict) else None
+    names = {delivery.event, f"{delivery.event}.{action}" if action else None}
+    return any(e in names for e in trigger.events)
+
+
 class _Daemon:
     def __init__(self, launcher: Launcher, journal: Journal, clock: Clock) -> None:
         self.launcher = launcher
         self.journal = journal
         self.clock = clock
+        self._rejections = _Bucket(clock, per_minute=REJECTIONS_PER_MINUTE)
 
     async def on_delivery(self, delivery: Delivery) -> tuple[Accepted, str | None]:
         trigger = delivery.trigger
+        if not _takes(trigger, delivery):
+            return "ignored", None
         firing = Firing(
             trigger,
             event_id=f"webhook:{trigger.name}:{delivery.delivery_id}",
@@ -114,12 +154,17 @@ class _Daemon:
         return await self.launcher.fire(firing)
 
     async def on_rejected(self, rejection: Rejection) -> None:
+        log.warning(
+            "refused a request to %s (%d): %s", rejection.path, rejection.status, rejection.reason
+        )
+        if not self._rejections.take():
+            return  # a flood: logged, not journaled (the journal must stay small and free)
         rejected = WebhookRejected(
             trigger=rejection.trigger,
             path=rejection.path,
             status=rejection.status,
-            reason=rejection.reason,
-            delivery_id=rejection.delivery_id,
+            reason=rejection.reason[:500],
+            delivery_id=(rejection.delivery_id or "")[:100] or None,
         )
         stream = stream_of(rejection.trigger) if rejection.trigger else "serve"
         await self.journal.append([new_event(self.clock, stream, "webhook", rejected)])
@@ -160,11 +205,26 @@ class _Daemon:
         while True:
             for row in await self.journal.list_runs():
                 if row.orphaned and row.status not in TERMINAL and row.status != "waiting":
-                    try:
-                        await self.launcher.resume(row.run_id)
-                    except RunLeased:
-                        continue
+                    first = await self.journal.read(row.run_id, limit=1)
+                    created = first[0].data if first else None
+                    trigger = created.trigger if isinstance(created, RunCreated) else None
+                    if await self.launcher.adopt(row.run_id, trigger):
+                        log.info("resuming run %s (its process died)", row.run_id)
             await self.clock.sleep(every_s)
+
+    async def supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` (a trigger's, forever); when it fails, log why and start it
+        again after a growing pause (1 s doubling to 60 s), so one trigger's trouble
+        (a busy journal, a file watch limit) never stops the others."""
+        pause = 1.0
+        while True:
+            try:
+                await loop()
+                return
+            except (GmAgentError, OSError, ValueError) as exc:
+                log.warning("%s stopped (%s); starting it again in %.0f s", name, exc, pause)
+            await self.clock.sleep(pause)
+            pause = min(pause * 2, 60.0)
 
 
 async def serve(
@@ -198,17 +258,23 @@ async def serve(
         ) as journal,
         anyio.create_task_group() as group,
     ):
-        daemon = _Daemon(Launcher(settings, environ, journal, clock, group), journal, clock)
+        launcher = Launcher(
+            settings, environ, journal, clock, group, triggers={t.name: t for t in triggers}
+        )
+        daemon = _Daemon(launcher, journal, clock)
         hooks = [t for t in triggers if isinstance(t, WebhookTrigger)]
         url = (
             await _start_webhooks(group, daemon, settings, environ, hooks, port) if hooks else None
         )
         for trigger in triggers:
             if isinstance(trigger, FilesTrigger):
-                group.start_soon(daemon.watch, trigger)
+                watch = functools.partial(daemon.watch, trigger)
+                group.start_soon(daemon.supervise, f"file trigger {trigger.name!r}", watch)
             elif isinstance(trigger, ScheduleTrigger):
-                group.start_soon(daemon.schedule, trigger)
-        group.start_soon(daemon.adopt_orphans, settings.serve.orphan_check_s)
+                timer = functools.partial(daemon.schedule, trigger)
+                group.start_soon(daemon.supervise, f"schedule trigger {trigger.name!r}", timer)
+        orphans = functools.partial(daemon.adopt_orphans, settings.serve.orphan_check_s)
+        group.start_soon(daemon.supervise, "the orphan check", orphans)
         if on_ready is not None:
             on_ready(Serving(triggers, url))
 

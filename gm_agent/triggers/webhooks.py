@@ -41,13 +41,16 @@ from gm_agent.settings import WebhookTrigger
 
 __all__ = ["Accepted", "Delivery", "Rejection", "sign_github", "webhook_app"]
 
-Accepted = Literal["started", "duplicate", "busy"]
+Accepted = Literal["started", "duplicate", "busy", "skipped", "ignored"]
 """What ``on_delivery`` did with a delivery.
 
 ``started``: a run began (HTTP 202). ``duplicate``: this delivery id was seen before,
 so nothing new runs (HTTP 200; senders redeliver, and a redelivery is acknowledged,
 not run twice). ``busy``: the trigger already runs ``max_concurrent`` runs, so this
 firing is skipped (HTTP 202; not the sender's fault, and a retry would not help).
+``skipped``: the trigger's task could not be run (a template or model error,
+journaled with the firing; HTTP 202, the sender cannot fix it). ``ignored``: an
+event the trigger does not take (its ``events`` filter, GitHub's ``ping``; HTTP 200).
 """
 
 
@@ -321,7 +324,9 @@ def _acknowledge(accepted: Accepted, run_id: str | None) -> Response:
             return JSONResponse({"status": "started", "run_id": run_id}, status_code=202)
         case "duplicate":
             return JSONResponse({"status": "duplicate", "run_id": run_id}, status_code=200)
-        case "busy":
-            return JSONResponse({"status": "busy"}, status_code=202)
+        case "busy" | "skipped":
+            return JSONResponse({"status": accepted}, status_code=202)
+        case "ignored":
+            return JSONResponse({"status": "ignored"}, status_code=200)
         case _:
             assert_never(accepted)

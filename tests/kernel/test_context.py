@@ -215,3 +215,13 @@ def test_compaction_keeps_the_latest_step_whole_and_says_what_was_left_out(
     assert last_output.text == big  # the latest step is whole
     assert request.messages[-1].text == "please also check b"
     assert plan_compaction(compacted, tools, window_tokens=12_000) is None  # it fits now
+
+
+def test_imports_never_read_git_gm_or_env_files(workspace: Path) -> None:
+    write(workspace / ".git" / "config", "url = https://token@example.com/repo")
+    write(workspace / ".env", "API_KEY=hunter2")
+    write(workspace / "AGENTS.md", "See @.git/config and @.env please.")
+    found = loaded(workspace)
+    assert [f.path for f in found.files] == ["AGENTS.md"]
+    assert "token@" not in found.text and "hunter2" not in found.text
+    assert len(found.skipped) == 2 and all("private" in s for s in found.skipped)

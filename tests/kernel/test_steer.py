@@ -89,7 +89,9 @@ class Run:
 
 
 @asynccontextmanager
-async def live_run(workspace: Path, function: ModelFunction) -> AsyncIterator[Run]:
+async def live_run(
+    workspace: Path, function: ModelFunction, kernel_type: type[Kernel] = Kernel
+) -> AsyncIterator[Run]:
     """Start a run of ``function``'s moves; the block steers it; leaving it waits
     for the run to stop."""
     settings = load_settings(workspace, {})
@@ -102,7 +104,7 @@ async def live_run(workspace: Path, function: ModelFunction) -> AsyncIterator[Ru
             kernel_side, clock, parse_task("Task."), model="function:test", max_steps=9,
             workspace=workspace,
         )  # fmt: skip
-        kernel = Kernel(
+        kernel = kernel_type(
             kernel_side,
             FunctionModel(function),
             builtin_tools(),
@@ -296,3 +298,91 @@ async def test_a_run_queues_for_the_writer_lock_with_a_clear_status(workspace: P
         "writer lock: queued behind gm undo (another terminal)",
         "writer lock free",
     ]
+
+
+async def test_a_message_landing_just_before_the_model_is_asked_is_in_the_request(
+    workspace: Path,
+) -> None:
+    """The kernel decides on what it last read; a message that lands after that
+    read but before the request is journaled must not be skipped over."""
+    requests: list[ModelRequest] = []
+
+    async def model(request: ModelRequest) -> Move:
+        requests.append(request)
+        return finish()
+
+    class SteeredJustBefore(Kernel):
+        landed = False
+
+        async def _compact(self) -> None:  # the last moment before the request's intent
+            if not self.landed:
+                self.landed = True
+                async with await Journal.open(workspace / ".gm" / "journal.db") as other:
+                    message = UserMessage(text="late word")
+                    await other.append(
+                        [new_event(SystemClock(), self.state.run_id, "user", message)]
+                    )
+            await super()._compact()
+
+    async with live_run(workspace, model, SteeredJustBefore) as run:
+        pass
+    assert run.outcome is not None and run.outcome.status == "succeeded"
+    assert said(requests[0]) == ["late word"]
+
+
+async def test_an_interrupted_approval_is_asked_once_and_answered_after_resume(
+    workspace: Path,
+) -> None:
+    from gm_agent.events import ApprovalGranted
+
+    calls = 0
+
+    async def model(request: ModelRequest) -> Move:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return Move(tool_calls=(call("run_shell", 1, command="echo ok"),))
+        return finish()
+
+    settings = load_settings(workspace, {})
+    clock = SystemClock()
+    task = parse_task("---\npolicy: {rules: [{tool: run_shell, action: ask}]}\n---\nTask.")
+    async with (
+        await Journal.open(settings.journal_path, clock=clock) as journal,
+        await Journal.open(settings.journal_path, clock=clock) as user_side,
+    ):
+        run_id = await create_run(
+            journal, clock, task, model="function:test", max_steps=5, workspace=workspace
+        )
+        run = Run(user_side, run_id)
+
+        def kernel() -> Kernel:
+            return Kernel(
+                journal, FunctionModel(model), builtin_tools(), settings, clock=clock,
+                environ=dict(os.environ), approvals="wait",
+            )  # fmt: skip
+
+        async with anyio.create_task_group() as tg:
+
+            async def interrupt_when_asked() -> None:
+                await run.wait_for("approval.requested")
+                await run.append(RunInterrupt())
+
+            tg.start_soon(interrupt_when_asked)
+            paused = await kernel().execute(run_id)
+        assert paused.status == "paused"
+        async with anyio.create_task_group() as tg:
+
+            async def approve_when_asked_again() -> None:
+                await run.wait_for(
+                    "run.status_changed", 5
+                )  # running, waiting, paused, running, waiting
+                await run.append(ApprovalGranted(call_id="c1"))
+
+            tg.start_soon(approve_when_asked_again)
+            with anyio.fail_after(30):  # asked twice, it would wait on the first forever
+                resumed = await kernel().execute(run_id)
+        assert resumed.status == "succeeded"
+        kinds = [e.kind for e in await user_side.read(run_id)]
+        assert kinds.count("approval.requested") == 1
+        assert (await replay_run(user_side, run_id)).ok

@@ -290,3 +290,20 @@ def test_a_schedule_never_stacks_runs(workspace: Path) -> None:
         None,
         "busy: 1 run(s) of this trigger still going",
     )
+
+
+def test_a_ping_is_ignored_and_a_missing_payload_key_renders_as_nothing(
+    project: Path, daemon: Daemon
+) -> None:
+    ping = (PAYLOADS / "ping" / "payload.json").read_bytes()
+    headers = {**github_headers(ping, "p-1"), "X-GitHub-Event": "ping"}
+    answer = post(daemon, ping, headers)
+    assert (answer.status_code, answer.json()) == (200, {"status": "ignored"})
+    issue = (PAYLOADS / "issues" / "opened.payload.json").read_bytes()
+    headers = {**github_headers(issue, "i-1"), "X-GitHub-Event": "issues"}
+    started = post(daemon, issue, headers)
+    assert started.status_code == 202, started.text
+    run = events(project, started.json()["run_id"])
+    task = next(e["data"]["text"] for e in run if e["kind"] == "user.message")
+    assert task == "Review the pull request  (issues)."  # no pull_request in an issue
+    assert run_count(project) == 1
