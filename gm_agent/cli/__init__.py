@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from gm_agent import __version__
-from gm_agent.cli import _changes, _control, _history, _runs, _serve
+from gm_agent.cli import _changes, _control, _history, _runs, _serve, _tui
 
 __all__ = ["main"]
 
@@ -54,5 +54,6 @@ for command in (
     _history.fork,
     _history.compare,
     _serve.serve,
+    _tui.tui,
 ):
     main.add_command(command)

@@ -98,6 +98,7 @@ def fork(
     as_json: bool,
     yes: bool,
     no_input: bool,
+    wait_for_approval: bool,
 ) -> None:
     """Start a new run that shares RUN's history up to seq AT, and continue it live.
 
@@ -119,7 +120,7 @@ def fork(
             max_steps=max_steps,
             force=force,
             observer=observer(as_json),
-            approvals=approval_mode(yes, no_input),
+            approvals=approval_mode(yes, no_input, wait_for_approval),
         )
     )
     exit_with(outcome)

@@ -45,6 +45,12 @@ if TYPE_CHECKING:
     help="After the run, run the task again whenever the files its `on: files` "
     "trigger names change (every file, without one); Ctrl-C stops.",
 )
+@click.option(
+    "--tui",
+    is_flag=True,
+    help="Start the run in the background and watch and steer it in the TUI; "
+    "closing the TUI leaves the run going.",
+)
 @approval_options
 @click.pass_context
 def run(
@@ -54,8 +60,10 @@ def run(
     max_steps: int | None,
     as_json: bool,
     watch: bool,
+    tui: bool,
     yes: bool,
     no_input: bool,
+    wait_for_approval: bool,
 ) -> None:
     """Run the task in TASK (a task.md file) to its end.
 
@@ -66,6 +74,14 @@ def run(
 
     observe = observer(as_json)
     workspace = workspace_of(ctx)
+    if tui:
+        from gm_agent.cli._tui import run_in_tui
+
+        options = [*(["--model", model] if model else []), *(["--yes"] if yes else [])]
+        if max_steps:
+            options += ["--max-steps", str(max_steps)]
+        run_in_tui(workspace, task, options)
+        return
 
     def announce(run_id: str) -> None:
         if not as_json:
@@ -83,7 +99,7 @@ def run(
                 max_steps=max_steps,
                 observer=observe,
                 on_created=announce,
-                approvals=approval_mode(yes, no_input),
+                approvals=approval_mode(yes, no_input, wait_for_approval),
             )
         )
 
@@ -155,6 +171,7 @@ def resume(
     budget: dict[str, float],
     yes: bool,
     no_input: bool,
+    wait_for_approval: bool,
 ) -> None:
     """Continue RUN (default `last`) after an interrupt or a crash.
 
@@ -171,7 +188,7 @@ def resume(
         raise click.UsageError("raise a budget for one RUN, not with --all")
     workspace = workspace_of(ctx)
     observe = observer(as_json)
-    mode = approval_mode(yes, no_input)
+    mode = approval_mode(yes, no_input, wait_for_approval)
     if not resume_all:
         outcome = run_async(
             lambda: resume_run(

@@ -95,7 +95,13 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def approval_options(command: F) -> F:
-    """``--yes`` and ``--no-input``, for the commands that execute a run."""
+    """``--yes``, ``--no-input`` and ``--wait-for-approval``, for the commands that
+    execute a run."""
+    command = click.option(
+        "--wait-for-approval",
+        is_flag=True,
+        help="Wait for `gm approve` (or the TUI) even when stdin is not a terminal.",
+    )(command)
     command = click.option(
         "--no-input",
         is_flag=True,
@@ -107,11 +113,14 @@ def approval_options(command: F) -> F:
     )(command)
 
 
-def approval_mode(yes: bool, no_input: bool) -> ApprovalMode:
-    """``yes``; ``stop`` when unattended (``--no-input``, or stdin is not a terminal);
-    else ``wait`` for an answer from another terminal."""
+def approval_mode(yes: bool, no_input: bool, wait: bool = False) -> ApprovalMode:
+    """``yes``; ``wait`` with ``--wait-for-approval``; ``stop`` when unattended
+    (``--no-input``, or stdin is not a terminal); else ``wait`` for an answer from
+    another terminal."""
     if yes:
         return "yes"
+    if wait:
+        return "wait"
     if no_input or not sys.stdin.isatty():
         return "stop"
     return "wait"
