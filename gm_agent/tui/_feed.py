@@ -9,12 +9,14 @@ Its buttons act through the same library functions as the CLI
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gm_agent.events import Event
+from gm_agent.events import Event, FileChange
 from gm_agent.journal import Journal, RunRow
 from gm_agent.kernel import RunState, fold
+from gm_agent.patches import render_diff
 
 __all__ = ["CHUNK", "POLL_S", "Feed", "RunFeed"]
 
@@ -23,6 +25,9 @@ POLL_S = 0.1
 
 CHUNK = 5_000
 """Events read and folded at a time."""
+
+DIFF_LINES = 60
+"""Lines of a patch's diff drawn in a run view."""
 
 
 @dataclass
@@ -66,6 +71,28 @@ class Feed:
     async def close(self) -> None:
         """Close the journal."""
         await self.journal.close()
+
+    async def diff(self, files: Sequence[FileChange], max_lines: int = DIFF_LINES) -> str:
+        """A patch's files as one unified diff (its contents are journal blobs),
+        cut after ``max_lines`` lines with a note saying how many were left out."""
+        shas = {s for f in files for s in (f.before_sha256, f.after_sha256) if s}
+        blobs = await self.journal.get_blobs(shas)
+        text = "".join(
+            render_diff(
+                f.old_path or (f.path if f.before_sha256 else None),
+                f.path if f.after_sha256 else None,
+                blobs.get(f.before_sha256 or "") if f.before_sha256 else None,
+                blobs.get(f.after_sha256 or "") if f.after_sha256 else None,
+                f.before_mode,
+                f.mode,
+            )
+            for f in files
+        )
+        lines = text.splitlines()
+        if len(lines) > max_lines:
+            more = len(lines) - max_lines
+            lines = [*lines[:max_lines], f"... {more} more lines (gm diff shows all)"]
+        return "\n".join(lines)
 
     async def runs(self) -> list[RunRow]:
         """Every run, newest first."""

@@ -149,6 +149,6 @@ def status_line(state: RunState, now: datetime) -> str:
         cost += f"/${limit:g}"
     elapsed = age(state.created_at, now) if state.created_at else "-"
     return (
-        f"{status} · {model_name(state.model)} · step {state.step}/{state.max_steps} · {tokens:,} tokens"
-        f" · {cost} · {elapsed} · sandbox {state.sandbox or '?'}"
+        f"{status} · {model_name(state.model)} · step {state.step}/{state.max_steps} · "
+        f"{tokens:,} tok · {cost} · {elapsed} · {state.sandbox or 'sandbox ?'}"
     )

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, cast
 
+from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -26,6 +27,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, St
 
 from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import GmAgentError
+from gm_agent.events import PatchApplied
 from gm_agent.tui import _actions
 from gm_agent.tui._feed import POLL_S, Feed, RunFeed
 from gm_agent.tui._view import event_text, run_cells, status_line
@@ -237,6 +239,9 @@ class RunScreen(_Screen):
         for event in new:
             if (line := event_text(event)) is not None:
                 log.write(line)
+            if isinstance(event.data, PatchApplied):  # the change itself, highlighted
+                diff = await self.gm.feed.diff(event.data.files)
+                log.write(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
         state = self.run.state
         self.query_one("#status", Static).update(status_line(state, self.gm.clock.now()))
         pending = state.pending_approval()
