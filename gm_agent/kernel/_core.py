@@ -34,6 +34,7 @@ from gm_agent.events import (
 from gm_agent.jobs import JobRunner, JobSpec, ShellSandbox
 from gm_agent.journal import DEFAULT_LEASE_S, CheckpointRecord, Journal, new_owner
 from gm_agent.kernel._approvals import ApprovalMode
+from gm_agent.kernel._live import LiveTap
 from gm_agent.kernel._writer import WorkspaceWriter
 from gm_agent.kernel.state import JobView, RunState, evolve, fold
 from gm_agent.llm import Delta, Model, ModelPool
@@ -76,6 +77,7 @@ class KernelCore:
         self._clock = clock
         self._environ = environ
         self._observer = observer
+        self._live: LiveTap | None = None  # the streaming reply, for other processes
         self._lease_s = lease_s
         self._heartbeat_on = heartbeat
         self._owner = new_owner(clock.new_id())
@@ -184,6 +186,11 @@ class KernelCore:
         return JobRunner(emit, self._clock)
 
     def _notify(self, event: Event | Delta) -> None:
+        if self._live is not None:
+            if isinstance(event, Delta):
+                self._live.write(event.text)
+            elif event.kind in ("model.response", "job.result", "job.cancelled"):
+                self._live.clear()  # the request ended: the journal has what counts
         if self._observer is None:
             return
         try:

@@ -78,7 +78,7 @@ class ModelRequests(KernelCore):
 
         async def effect() -> JobOutcome:
             started = self._clock.monotonic()
-            watched = self._notify if self._observer is not None else None
+            watched = self._notify  # streamed pieces: to the observer and the live file
             move: Move = await self._model.request(request, watched)
             asked = self._model.name.partition(":")[2]
             price = await anyio.to_thread.run_sync(

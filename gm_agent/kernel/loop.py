@@ -68,6 +68,7 @@ from gm_agent.kernel._decide import (
     loop_reason,
     next_action,
 )
+from gm_agent.kernel._live import LiveTap
 from gm_agent.kernel._requests import ModelRequests
 from gm_agent.kernel._restore import plan_restore
 from gm_agent.kernel.state import TERMINAL, RunState
@@ -178,6 +179,8 @@ class Kernel(ToolCalls, ModelRequests):
                     finally:
                         tg.cancel_scope.cancel()
         finally:
+            if self._live is not None:
+                self._live.clear()  # nothing streams once the run stops here
             with anyio.CancelScope(shield=True):
                 if not self._lease_lost:
                     await self._journal.release_lease(run_id, self._owner)
@@ -207,6 +210,8 @@ class Kernel(ToolCalls, ModelRequests):
         if self._state.status in ("succeeded", "failed", "cancelled"):
             raise UserError(f"run {run_id} already {self._state.status}; nothing to resume")
         self._tools = {t.name: t for t in self._registry.select(self._state.tools)}
+        if self._state.workspace:
+            self._live = LiveTap(Path(self._state.workspace), run_id)
         try:
             if self._state.status == "created" and self._state.parent_id is not None:
                 await self._restore_fork()  # may end the run: files it cannot restore

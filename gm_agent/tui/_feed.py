@@ -16,6 +16,7 @@ from pathlib import Path
 from gm_agent.events import Event, FileChange
 from gm_agent.journal import Journal, RunRow
 from gm_agent.kernel import RunState, fold
+from gm_agent.kernel._live import live_path
 from gm_agent.patches import render_diff
 
 __all__ = ["CHUNK", "POLL_S", "Feed", "RunFeed"]
@@ -93,6 +94,15 @@ class Feed:
             more = len(lines) - max_lines
             lines = [*lines[:max_lines], f"... {more} more lines (gm diff shows all)"]
         return "\n".join(lines)
+
+    def streaming(self, run_id: str) -> str | None:
+        """The reply the model is streaming for ``run_id`` (its last 2,000
+        characters), or ``None`` when nothing streams."""
+        try:
+            text = live_path(self.workspace, run_id).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        return text[-2000:] or None
 
     async def runs(self) -> list[RunRow]:
         """Every run, newest first."""

@@ -203,6 +203,7 @@ class RunScreen(_Screen):
             auto_scroll=True,
             max_lines=MAX_LINES,
         )
+        yield Static(id="streaming")
         with Horizontal(id="approval"):
             yield Static(id="asking")
         yield Input(placeholder="message to the run (enter sends)", id="message")
@@ -242,6 +243,11 @@ class RunScreen(_Screen):
             if isinstance(event.data, PatchApplied):  # the change itself, highlighted
                 diff = await self.gm.feed.diff(event.data.files)
                 log.write(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+        streaming = self.gm.feed.streaming(self.run.run_id)
+        shown = self.query_one("#streaming", Static)
+        shown.display = streaming is not None
+        if streaming is not None:  # the reply as it comes; the log gets it once journaled
+            shown.update(Text("▍ " + streaming, style="italic"))
         state = self.run.state
         self.query_one("#status", Static).update(status_line(state, self.gm.clock.now()))
         pending = state.pending_approval()
@@ -351,6 +357,7 @@ class GmApp(App[None]):
     CSS = """
     #status { height: 1; background: $boost; padding: 0 1; }
     #approval { height: auto; background: $warning 30%; padding: 0 1; }
+    #streaming { height: auto; max-height: 8; padding: 0 1; color: $text-muted; }
     #confirm, #help { width: auto; height: auto; padding: 1 2; background: $panel;
                       border: round $accent; }
     Confirm, Help { align: center middle; }

@@ -467,3 +467,44 @@ async def test_streamed_pieces_reach_the_watcher_and_only_the_whole_reply_is_jou
     assert [e.id for e in seen if isinstance(e, Event)] == [e.id for e in journaled][2:]
     (response,) = [e.data for e in journaled if e.kind == "model.response"]
     assert isinstance(response, ModelResponse) and response.text == "All done here."
+
+
+async def test_a_streaming_reply_is_shown_to_other_processes_until_it_is_journaled(
+    workspace: Path, clock: FakeClock
+) -> None:
+    from gm_agent.kernel._live import live_path
+
+    shown: list[str] = []
+
+    class Streams:
+        name = "stream:live"
+        pricing: Pricing = "free"
+        context_window: int | None = None
+
+        async def request(self, request: ModelRequest, on_delta: OnDelta | None = None) -> Move:
+            assert on_delta is not None  # streamed even with no observer: the TUI may watch
+            for piece in ("Looking ", "closer."):
+                on_delta(Delta(text=piece))
+                shown.append(live_path(workspace, run_id).read_text())
+            return Move(text="Looking closer.")
+
+        async def aclose(self) -> None:
+            """Nothing to release."""
+
+    settings = load_settings(workspace, {})
+    async with await Journal.open(settings.journal_path, clock=clock) as journal:
+        run_id = await create_run(
+            journal,
+            clock,
+            parse_task("Task."),
+            model="stream:live",
+            max_steps=3,
+            workspace=workspace,
+        )
+        kernel = Kernel(
+            journal, Streams(), builtin_tools(), settings, clock=clock, environ={}, heartbeat=False
+        )
+        outcome = await kernel.execute(run_id)
+    assert outcome.status == "succeeded"
+    assert shown == ["Looking ", "Looking closer."]
+    assert not live_path(workspace, run_id).exists()  # gone once the reply was journaled

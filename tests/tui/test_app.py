@@ -111,3 +111,22 @@ async def test_the_help_screen_lists_every_binding(workspace: Path) -> None:
         text = " ".join(str(label.render()) for label in app.screen.query("Label"))
     for word in ("Approve", "Deny", "Interrupt", "Cancel", "Undo", "Fork", "Preempt"):
         assert word in text
+
+
+async def test_a_reply_streaming_in_another_process_is_shown_as_it_comes(workspace: Path) -> None:
+    from gm_agent.kernel._live import live_path
+
+    run_id = await seeded(workspace, WAITS, policy=ASK_SHELL)
+    app = GmApp(workspace, {}, run_id=run_id)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        streaming = app.screen.query_one("#streaming")
+        assert not streaming.display
+        live = live_path(workspace, run_id)
+        live.parent.mkdir(parents=True, exist_ok=True)
+        live.write_text("Thinking about the fi")  # what the kernel writes while a reply streams
+        await pilot.pause(0.4)
+        assert streaming.display and "Thinking about the fi" in str(streaming.render())
+        live.unlink()  # journaled: the kernel removes it
+        await pilot.pause(0.4)
+        assert not streaming.display
