@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -27,7 +28,16 @@ def tui(ctx: click.Context, run_ref: str | None) -> None:
         raise click.UsageError("no runs here yet: start one with `gm run TASK`")
     from gm_agent.tui import GmApp
 
-    GmApp(workspace, os.environ, run_id=run_ref).run()
+    async def resolve(ref: str) -> str:  # a wrong RUN is a usage error, before any screen
+        from gm_agent.journal import Journal
+
+        async with await Journal.open(workspace / ".gm" / "journal.db", read_only=True) as journal:
+            return await journal.resolve_run(ref)
+
+    run_id = run_async(lambda: resolve(run_ref)) if run_ref else None
+    app = GmApp(workspace, os.environ, run_id=run_id)
+    app.run()
+    sys.exit(app.return_code or 0)
 
 
 async def _run_ids(workspace: Path) -> set[str]:
@@ -36,7 +46,7 @@ async def _run_ids(workspace: Path) -> set[str]:
     path = workspace / ".gm" / "journal.db"
     if not path.exists():
         return set()
-    async with await Journal.open(path, create=False) as journal:
+    async with await Journal.open(path, read_only=True) as journal:
         return {row.run_id for row in await journal.list_runs()}
 
 

@@ -42,13 +42,15 @@ async def approve(workspace: Path, run_id: str, environ: Mapping[str, str], alwa
     answered = await answer_approval(
         workspace, run_id, environ, grant=True, always="run" if always else None
     )
-    return f"approved {answered.approval.name}"
+    then = "" if answered.live else "; no process runs it: press r to resume"
+    return f"approved {answered.approval.name}{then}"
 
 
 async def deny(workspace: Path, run_id: str, environ: Mapping[str, str], reason: str) -> str:
     """Deny the call ``run_id`` waits for; the model is told ``reason``."""
     answered = await answer_approval(workspace, run_id, environ, grant=False, reason=reason or None)
-    return f"denied {answered.approval.name}"
+    then = "" if answered.live else "; no process runs it: press r to resume"
+    return f"denied {answered.approval.name}{then}"
 
 
 async def send(
@@ -83,10 +85,10 @@ def start_run(workspace: Path, task: Path, options: list[str]) -> str:
     """Start ``gm run TASK`` in the background, waiting for approvals from the TUI
     (``--wait-for-approval``); where its output goes."""
     args = ["run", str(task.resolve()), *options, "--wait-for-approval"]
-    return _detached(workspace, args, f"run-{task.stem}", unattended=False)
+    return _detached(workspace, args, f"run-{task.stem}")
 
 
-def _detached(workspace: Path, args: list[str], name: str, *, unattended: bool = True) -> str:
+def _detached(workspace: Path, args: list[str], name: str) -> str:
     logs = workspace / GM_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
@@ -99,7 +101,6 @@ def _detached(workspace: Path, args: list[str], name: str, *, unattended: bool =
                 "-C",
                 str(workspace),
                 *args,
-                *(["--no-input"] if unattended else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -110,12 +111,16 @@ def _detached(workspace: Path, args: list[str], name: str, *, unattended: bool =
     return str(log.relative_to(workspace))
 
 
-def resume(workspace: Path, run_id: str) -> str:
-    """Start ``gm resume RUN`` in the background; where its output goes."""
-    return f"resuming (output in {_detached(workspace, ['resume', run_id], f'resume-{run_id}')})"
+async def resume(workspace: Path, run_id: str) -> str:
+    """Start ``gm resume RUN`` in the background, waiting for approvals from the
+    TUI; where its output goes."""
+    log = _detached(workspace, ["resume", run_id, "--wait-for-approval"], f"resume-{run_id}")
+    return f"resuming (output in {log})"
 
 
-def fork(workspace: Path, run_id: str, at_seq: int) -> str:
-    """Start ``gm fork RUN --at SEQ`` in the background; where its output goes."""
-    log = _detached(workspace, ["fork", run_id, "--at", str(at_seq)], f"fork-{run_id}-{at_seq}")
+async def fork(workspace: Path, run_id: str, at_seq: int) -> str:
+    """Start ``gm fork RUN --at SEQ`` in the background, waiting for approvals from
+    the TUI; where its output goes."""
+    args = ["fork", run_id, "--at", str(at_seq), "--wait-for-approval"]
+    log = _detached(workspace, args, f"fork-{run_id}-{at_seq}")
     return f"forking at seq {at_seq} (output in {log})"

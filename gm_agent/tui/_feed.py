@@ -66,7 +66,7 @@ class Feed:
         """
         from gm_agent.settings import GM_DIR, JOURNAL_FILE
 
-        journal = await Journal.open(workspace / GM_DIR / JOURNAL_FILE, create=False)
+        journal = await Journal.open(workspace / GM_DIR / JOURNAL_FILE, read_only=True)
         return cls(journal, workspace)
 
     async def close(self) -> None:
@@ -97,7 +97,8 @@ class Feed:
 
     def streaming(self, run_id: str) -> str | None:
         """The reply the model is streaming for ``run_id`` (its last 2,000
-        characters), or ``None`` when nothing streams."""
+        characters), or ``None`` when nothing streams (a file a killed process
+        left behind is not shown: the caller asks only for running runs)."""
         try:
             text = live_path(self.workspace, run_id).read_text(encoding="utf-8", errors="replace")
         except OSError:

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, cast
 
+import anyio
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
@@ -123,7 +124,7 @@ class RunsScreen(_Screen):
         self.refresh_runs()
         self.set_interval(POLL_S * 5, self.refresh_runs)
 
-    @work(exclusive=True, group="runs")
+    @work(exclusive=True, group="runs", exit_on_error=False)
     async def refresh_runs(self) -> None:
         rows = await self.gm.feed.runs()
         wanted = self.query_one("#filter", Input).value.strip().lower()
@@ -135,12 +136,12 @@ class RunsScreen(_Screen):
             cells = run_cells(row, now)
             if wanted and wanted not in " ".join((row.status, row.task, row.model)).lower():
                 continue
-            table.add_row(*cells, key=row.run_id)
-        if selected is not None and selected in [r.run_id for r in rows]:
+            table.add_row(*(Text(c) for c in cells), key=row.run_id)  # text, never markup
+        if selected is not None and selected in table.rows:  # still shown after the filter
             table.move_cursor(row=table.get_row_index(selected))
 
-    def _table(self) -> DataTable[str]:
-        return cast("DataTable[str]", self.query_one("#runs", DataTable))
+    def _table(self) -> DataTable[Text]:
+        return cast("DataTable[Text]", self.query_one("#runs", DataTable))
 
     def _selected(self) -> str | None:
         table = self._table()
@@ -191,6 +192,7 @@ class RunScreen(_Screen):
         self.run = RunFeed(run_id)
         self._preempt = False
         self._following = False
+        self._mode = "message"
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -215,7 +217,7 @@ class RunScreen(_Screen):
         self.follow()
         self.set_interval(POLL_S, self.follow)
 
-    @work(group="follow")
+    @work(group="follow", exit_on_error=False)
     async def follow(self) -> None:
         """Show the run's new events, and where it stands."""
         if self._following:  # the previous look is still drawing: skip this tick
@@ -243,13 +245,15 @@ class RunScreen(_Screen):
             if isinstance(event.data, PatchApplied):  # the change itself, highlighted
                 diff = await self.gm.feed.diff(event.data.files)
                 log.write(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
-        streaming = self.gm.feed.streaming(self.run.run_id)
+        row = await self.gm.feed.journal.get_run(self.run.run_id)
+        live = row.lease_owner is not None and not row.orphaned  # not a killed process's file
+        streaming = self.gm.feed.streaming(self.run.run_id) if live else None
         shown = self.query_one("#streaming", Static)
         shown.display = streaming is not None
         if streaming is not None:  # the reply as it comes; the log gets it once journaled
             shown.update(Text("▍ " + streaming, style="italic"))
         state = self.run.state
-        self.query_one("#status", Static).update(status_line(state, self.gm.clock.now()))
+        self.query_one("#status", Static).update(Text(status_line(state, self.gm.clock.now())))
         pending = state.pending_approval()
         bar = self.query_one("#approval", Horizontal)
         bar.display = pending is not None
@@ -299,7 +303,7 @@ class RunScreen(_Screen):
         box.value = ""
         box.display = False
         run_id, workspace, environ = self.run.run_id, self.gm.workspace, self.gm.environ
-        if getattr(self, "_mode", "message") == "deny":
+        if self._mode == "deny":
             self._act(lambda: _actions.deny(workspace, run_id, environ, text))
         elif text.strip():
             preempt = self._preempt
@@ -307,13 +311,14 @@ class RunScreen(_Screen):
 
     def action_interrupt(self) -> None:
         box = self.query_one("#message", Input)
-        if box.display:  # escape closes the message box first
+        if box.display:  # escape closes the message box first, and forgets its text
             box.display = False
+            box.value = ""
             return
         self._act(lambda: _actions.interrupt(self.gm.workspace, self.run.run_id, self.gm.environ))
 
     def action_resume(self) -> None:
-        self.notify(_actions.resume(self.gm.workspace, self.run.run_id))
+        self._act(lambda: _actions.resume(self.gm.workspace, self.run.run_id))
 
     def action_cancel(self) -> None:
         def answered(yes: bool | None) -> None:
@@ -337,7 +342,7 @@ class RunScreen(_Screen):
 
     def action_fork(self) -> None:
         seq = self.run.last_seq
-        self.notify(_actions.fork(self.gm.workspace, self.run.run_id, seq))
+        self._act(lambda: _actions.fork(self.gm.workspace, self.run.run_id, seq))
 
     def action_back(self) -> None:
         self.gm.pop_screen()
@@ -388,7 +393,11 @@ class GmApp(App[None]):
         self._feed = await Feed.open(self.workspace)
         await self.push_screen(RunsScreen())
         if self.first_run is not None:
-            run_id = await self.feed.journal.resolve_run(self.first_run)
+            try:
+                run_id = await self.feed.journal.resolve_run(self.first_run)
+            except GmAgentError as exc:  # stay on the runs list, and say why
+                self.notify(str(exc), severity="error", markup=False)
+                return
             await self.push_screen(RunScreen(run_id))
 
     async def on_unmount(self) -> None:
@@ -399,12 +408,17 @@ class GmApp(App[None]):
         """Run an action in the background and say how it went."""
 
         async def run() -> None:
+            said = ""
             try:
-                self.notify(await what())
-            except GmAgentError as exc:
-                self.notify(str(exc), severity="error", timeout=8)
+                # Shielded: quitting waits for it, so an undo or a cancel is never
+                # cut between changing files and journaling it.
+                with anyio.CancelScope(shield=True):
+                    said = await what()
+                self.notify(said, markup=False)
+            except (GmAgentError, OSError) as exc:
+                self.notify(str(exc), severity="error", timeout=8, markup=False)
 
-        self.run_worker(run(), group="actions")
+        self.run_worker(run(), group="actions", exit_on_error=False)
 
     def now(self) -> datetime:
         """The clock's time (tests pin it)."""

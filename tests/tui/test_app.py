@@ -54,7 +54,7 @@ async def test_the_runs_list_shows_each_run_and_opens_the_selected_one(workspace
         assert isinstance(screen, RunsScreen)
         table = screen._table()
         assert table.row_count == 1
-        assert table.get_row_at(0)[:2] == [run_id[-8:], "waiting"]
+        assert [str(c) for c in table.get_row_at(0)[:2]] == [run_id[-8:], "waiting"]
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert isinstance(app.screen, RunScreen) and app.screen.run.run_id == run_id
@@ -114,6 +114,7 @@ async def test_the_help_screen_lists_every_binding(workspace: Path) -> None:
 
 
 async def test_a_reply_streaming_in_another_process_is_shown_as_it_comes(workspace: Path) -> None:
+    from gm_agent.journal import new_owner
     from gm_agent.kernel._live import live_path
 
     run_id = await seeded(workspace, WAITS, policy=ASK_SHELL)
@@ -122,6 +123,9 @@ async def test_a_reply_streaming_in_another_process_is_shown_as_it_comes(workspa
         await pilot.pause(0.3)
         streaming = app.screen.query_one("#streaming")
         assert not streaming.display
+        async with await Journal.open(workspace / ".gm" / "journal.db") as journal:
+            owner = new_owner("test")  # a live process executes the run
+            await journal.acquire_lease(run_id, owner, 60)
         live = live_path(workspace, run_id)
         live.parent.mkdir(parents=True, exist_ok=True)
         live.write_text("Thinking about the fi")  # what the kernel writes while a reply streams
@@ -130,3 +134,25 @@ async def test_a_reply_streaming_in_another_process_is_shown_as_it_comes(workspa
         live.unlink()  # journaled: the kernel removes it
         await pilot.pause(0.4)
         assert not streaming.display
+
+
+async def test_journal_text_is_shown_as_text_never_as_markup_and_filters_never_crash(
+    workspace: Path,
+) -> None:
+    script = write_script(workspace.parent / "moves.yaml", [{"finish": "ok"}])
+    clock = FakeClock()  # one clock: two runs, two ids
+    for text in ("Fix the [/] handling", "Style [red]this[/red]"):
+        task = write_task(workspace.parent / "task.md", text, model=f"scripted:{script}")
+        await run_task(
+            task, workspace=workspace, environ=dict(os.environ), clock=clock, heartbeat=False
+        )
+    app = GmApp(workspace, {})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        tasks = {str(screen._table().get_row_at(i)[2]) for i in range(2)}
+        assert tasks == {"Fix the [/] handling", "Style [red]this[/red]"}
+        await pilot.press("slash", *"Fix", "enter")  # hides the selected (newest) run
+        await pilot.pause(0.3)
+        assert screen._table().row_count == 1 and app.is_running

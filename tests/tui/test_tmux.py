@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -9,15 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import gm_process
+from tests.conftest import gm, gm_process
 from tests.helpers import write_script, write_task
 
 pytestmark = [pytest.mark.tmux, pytest.mark.sandbox]
 
+TMUX = ["tmux", "-L", f"gm-test-{os.getpid()}", "-f", "/dev/null"]
+"""A tmux server of this test's own, with no user configuration."""
+
 
 def screen(session: str) -> str:
     return subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
+        [*TMUX, "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
     ).stdout
 
 
@@ -52,36 +56,24 @@ def test_the_tui_shows_a_live_run_and_its_approve_key_releases_the_waiting_call(
         policy={"rules": [{"tool": "run_shell", "action": "ask"}]},
     )
     run = gm_process("run", str(task), "--wait-for-approval", cwd=workspace)
-    session = f"gm-tui-{workspace.parent.name}"
+    session = "gm-tui"
     try:
         deadline = time.monotonic() + 30
-        while not (workspace / ".gm" / "journal.db").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while "waiting" not in gm("runs", cwd=workspace).stdout and time.monotonic() < deadline:
+            time.sleep(0.1)  # the run is journaled and asks for its approval
         command = f"{sys.executable} -m gm_agent tui last"
+        size = ["-x", "100", "-y", "30"]
         subprocess.run(
-            [
-                "tmux",
-                "new-session",
-                "-d",
-                "-s",
-                session,
-                "-x",
-                "100",
-                "-y",
-                "30",
-                "-c",
-                str(workspace),
-                command,
-            ],
+            [*TMUX, "new-session", "-d", "-s", session, *size, "-c", str(workspace), command],
             check=True,
         )
         wait_for_screen(session, "Checking the machine.")  # the run's events, as they are journaled
         wait_for_screen(session, "run_shell waits")  # the approval bar
-        subprocess.run(["tmux", "send-keys", "-t", session, "a"], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", session, "a"], check=True)
         out, err = run.communicate(timeout=60)  # the call was released: the run goes on
         assert run.returncode == 0, out + err
         shown = wait_for_screen(session, "succeeded: checked")
         assert "from-the-shell" in shown
     finally:
         run.kill()
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False, capture_output=True)
+        subprocess.run([*TMUX, "kill-server"], check=False, capture_output=True)
