@@ -15,6 +15,7 @@ import yaml
 
 from gm_agent.clock import FakeClock
 from gm_agent.events import AnyEventData, Event, new_event
+from gm_agent.llm import ToolSpec
 
 
 def write_script(path: Path, moves: list[dict[str, object]]) -> Path:
@@ -112,3 +113,16 @@ class JsonProvider(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         del format, args
+
+
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Get the current weather for a city.",
+    parameters={
+        "additionalProperties": False,
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "type": "object",
+    },
+)
+"""The tool of the recorded cassettes' tool-calling conversations."""

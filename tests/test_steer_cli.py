@@ -81,15 +81,18 @@ def test_interrupt_then_send_then_resume(workspace: Path) -> None:
         run.kill()
     assert run.returncode == 130, out + err  # paused after the command finished
     assert "paused; continue it with `gm resume" in interrupted.stdout, interrupted.stderr
+    secret = {"DEPLOY_TOKEN": "tok-0123456789abcdef"}
     sent = gm("send", "last", "also tidy up", cwd=workspace)
     assert "it takes the message when you `gm resume" in sent.stdout, sent.stderr
+    leaked = gm("send", "last", "use tok-0123456789abcdef", cwd=workspace, env=secret)
+    assert leaked.returncode == 0, leaked.stderr
     resumed = gm("resume", "last", cwd=workspace)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     logged = [
         json.loads(line) for line in gm("log", "--json", "last", cwd=workspace).stdout.splitlines()
     ]
     messages = [e["data"]["text"] for e in logged if e["kind"] == "user.message"]
-    assert messages == ["Work.", "also tidy up"]
+    assert messages == ["Work.", "also tidy up", "use [redacted: DEPLOY_TOKEN]"]  # never journaled
     assert logged[-2]["data"]["summary"] == "done after the break"
 
 

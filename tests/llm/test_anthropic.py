@@ -10,9 +10,9 @@ import pytest
 
 from gm_agent.errors import ConfigError, ModelConnectionError, ModelError, ModelHTTPError
 from gm_agent.events import TokenUsage, ToolCallData
-from gm_agent.llm import Delta, Message, ModelRequest, ToolSpec
+from gm_agent.llm import Delta, Message, ModelRequest
 from gm_agent.llm.anthropic import AnthropicModel, decode_response, encode_request
-from tests.helpers import bodies, interactions, replay
+from tests.helpers import WEATHER, bodies, interactions, replay
 
 pytestmark = pytest.mark.anyio
 
@@ -56,16 +56,6 @@ def claude(transport: httpx.AsyncBaseTransport, **options: Any) -> AnthropicMode
     )
 
 
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="Get the current weather for a city.",
-    parameters={
-        "additionalProperties": False,
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "type": "object",
-    },
-)
 HI = ModelRequest(messages=(Message(role="user", text="hi"),))
 START = {
     "type": "message_start",

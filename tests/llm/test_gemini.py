@@ -10,7 +10,7 @@ import pytest
 
 from gm_agent.errors import ModelConnectionError, ModelError, ModelHTTPError
 from gm_agent.events import TokenUsage, ToolCallData
-from gm_agent.llm import Delta, Message, ModelRequest, ToolSpec
+from gm_agent.llm import Delta, Message, ModelRequest
 from gm_agent.llm.gemini import (
     SKIP_SIGNATURE,
     GeminiModel,
@@ -18,7 +18,7 @@ from gm_agent.llm.gemini import (
     decode_usage,
     encode_request,
 )
-from tests.helpers import interactions, replay
+from tests.helpers import WEATHER, interactions, replay
 
 pytestmark = pytest.mark.anyio
 
@@ -58,16 +58,6 @@ def answering(status: int, body: Any, headers: dict[str, str] | None = None) -> 
     return GeminiModel("gemini:m", "m", API, KEY, transport=transport)
 
 
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="Get the current weather for a city.",
-    parameters={
-        "additionalProperties": False,
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "type": "object",
-    },
-)
 USER = Message(role="user", text="What's the weather in Paris?")
 
 

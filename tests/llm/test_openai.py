@@ -12,7 +12,7 @@ import pytest
 from gm_agent.errors import ModelConnectionError, ModelError, ModelHTTPError
 from gm_agent.events import ToolCallData
 from gm_agent.llm import Delta, Message, ModelRequest, OpenAIChatModel, ToolSpec
-from tests.helpers import bodies, interactions, replay
+from tests.helpers import WEATHER, bodies, interactions, replay
 
 pytestmark = pytest.mark.anyio
 
@@ -23,18 +23,6 @@ def without_unused_fields(body: dict[str, Any]) -> dict[str, Any]:
     for tool in body.get("tools", []):
         tool["function"].pop("strict", None)
     return body
-
-
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="Get the current weather for a city.",
-    parameters={
-        "additionalProperties": False,
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "type": "object",
-    },
-)
 
 
 async def test_a_tool_call_round_trip_matches_the_recorded_openai_traffic() -> None:
