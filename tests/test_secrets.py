@@ -77,3 +77,14 @@ def test_a_providers_error_quoting_the_key_is_redacted_before_it_is_journaled(
     assert "Incorrect API key provided: [redacted: OPENAI_API_KEY]" in result.stdout + result.stderr
     for path in (workspace / ".gm").iterdir():
         assert PLANTED.encode() not in path.read_bytes(), path.name
+
+
+def test_a_json_payload_is_redacted_in_every_string_and_keeps_its_shape() -> None:
+    from gm_agent.policy import Redactor
+
+    redactor = Redactor({"DEPLOY_TOKEN": "tok-0123456789abcdef"})
+    payload = {"a": ["x tok-0123456789abcdef", 3, None, True], "tok-0123456789abcdef": {"n": 1.5}}
+    assert redactor.redact_json(payload) == {
+        "a": ["x [redacted: DEPLOY_TOKEN]", 3, None, True],
+        "[redacted: DEPLOY_TOKEN]": {"n": 1.5},
+    }

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from pydantic import JsonValue
+
 from gm_agent.jobs import is_secret_name
 
 __all__ = ["MIN_SECRET_LENGTH", "Redactor"]
@@ -63,3 +65,14 @@ class Redactor:
         for kind, pattern in _PATTERNS:
             text = pattern.sub(f"[redacted: {kind}]", text)
         return text
+
+    def redact_json(self, value: JsonValue) -> JsonValue:
+        """``value`` (parsed JSON, a webhook's payload) with every string redacted,
+        keys included; numbers, booleans and nulls unchanged."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, list):
+            return [self.redact_json(v) for v in value]
+        if isinstance(value, dict):
+            return {self.redact(k): self.redact_json(v) for k, v in value.items()}
+        return value

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import anyio
@@ -29,6 +29,7 @@ from gm_agent.errors import DuplicateEvent, GmAgentError, TaskFileError
 from gm_agent.events import EventSource, TriggerFired, TriggerKind, new_event
 from gm_agent.journal import Journal
 from gm_agent.kernel import kernel_for, load_task, model_pool, plan_run
+from gm_agent.policy import Redactor
 from gm_agent.settings import Settings, Trigger
 from gm_agent.triggers.schedule import stream_of
 
@@ -141,6 +142,8 @@ class Launcher:
         trigger = firing.trigger
         stream = stream_of(trigger.name)
         source = _SOURCES[trigger.on]
+        # Secrets never reach the journal or the model, a sender's payload included.
+        firing = replace(firing, payload=Redactor(self.environ).redact_json(firing.payload))
         async with self._lock:
             if firing.event_id is not None:
                 earlier = await self.journal.find_event(firing.event_id)

@@ -307,3 +307,18 @@ def test_a_ping_is_ignored_and_a_missing_payload_key_renders_as_nothing(
     task = next(e["data"]["text"] for e in run if e["kind"] == "user.message")
     assert task == "Review the pull request  (issues)."  # no pull_request in an issue
     assert run_count(project) == 1
+
+
+def test_a_secret_in_a_webhook_payload_never_reaches_the_journal(
+    project: Path, daemon: Daemon
+) -> None:
+    payload = json.loads((PAYLOADS / "pull_request" / "opened.payload.json").read_bytes())
+    payload["pull_request"]["title"] = f"leak {SECRET}"
+    body = json.dumps(payload).encode()
+    started = post(daemon, body, github_headers(body, "s-1"))
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    logged = gm("log", "--json", "trigger:pr-opened", cwd=project).stdout
+    logged += gm("log", "--json", run_id, cwd=project).stdout
+    assert SECRET not in logged
+    assert "leak [redacted: GM_WEBHOOK_SECRET]" in logged
