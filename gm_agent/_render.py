@@ -126,6 +126,11 @@ def progress_line(event: Event) -> str | None:
 
 def log_line(event: Event) -> str:
     """One line of ``gm log`` for ``event``: seq, time, kind and the gist of its data."""
+    return f"{event.seq:>6}  {event.at[11:23]}  {event.kind:<18} {event_gist(event)}"
+
+
+def event_gist(event: Event) -> str:
+    """The gist of ``event``'s data, in one line, as ``gm log`` prints it."""
     data = event.data
     match data:
         case RunCreated():
@@ -163,6 +168,8 @@ def log_line(event: Event) -> str:
                 gist = (
                     f"{data.patch_id} by {data.undo_id}{' (forced)' if data.forced else ''}: {gist}"
                 )
+            elif isinstance(data, PatchApplied):  # the id `gm undo --patch` takes
+                gist = f"{data.patch_id}: {gist}"
         case PatchConflict():
             gist = "files changed since read: " + ", ".join(m.path for m in data.mismatches)
         case JobAttemptFailed():
@@ -209,7 +216,7 @@ def log_line(event: Event) -> str:
             gist = f"{data.status}: {data.summary or data.error or ''}"
         case _:
             assert_never(data)
-    return f"{event.seq:>6}  {event.at[11:23]}  {event.kind:<18} {gist}"
+    return gist
 
 
 def run_line(run: RunRow) -> str:
@@ -219,11 +226,28 @@ def run_line(run: RunRow) -> str:
     status = "orphaned" if run.orphaned else run.status
     line = (
         f"{run.run_id}  {status:<10} {run.steps:>5} {tokens:>8} {cost_text(run.cost_usd, run.unpriced_steps, run.steps):>9}  "
-        f"{run.created_at[:19].replace('T', ' ')}  {_short(run.model, 24):<24}  {task}"
+        f"{run.created_at[:19].replace('T', ' ')}  {_short(model_label(run.model), 24):<24}  {task}"
     )
     if run.parent_id is not None:
         line += f"  ↳ fork of {run.parent_id}@{run.fork_seq}"
+    if (why := waiting_reason(run)) is not None:
+        line += f"  ({run.status}: {why})"
     return line
+
+
+def model_label(model: str) -> str:
+    """``model`` as shown in listings: a scripted model by its file name, not its path."""
+    if model.startswith("scripted:"):
+        return "scripted:" + model.rsplit("/", 1)[-1]
+    return model
+
+
+def waiting_reason(run: RunRow) -> str | None:
+    """Why a ``waiting`` or ``paused`` run stopped (``approval``, ``writer lock: ...``),
+    or ``None`` for a run in any other status."""
+    if run.status not in ("waiting", "paused"):
+        return None
+    return run.status_reason
 
 
 RUNS_HEADER = f"{'RUN':<26}  {'STATUS':<10} {'STEPS':>5} {'TOKENS':>8} {'COST':>9}  {'CREATED (UTC)':<19}  {'MODEL':<24}  TASK"

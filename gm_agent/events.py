@@ -266,6 +266,10 @@ class ModelResponse(_Frozen):
     cost_usd: float | None = None
     """What the request cost in US dollars, priced when it was made
     (:mod:`gm_agent.llm.prices`); ``None`` when gm knows no price for the model."""
+    window_tokens: int | None = None
+    """The model's context window in tokens when it answered (as compaction saw it;
+    see ``ContextCompacted``), so a viewer can show how full the context is;
+    ``None`` in responses journaled before gm recorded it."""
 
 
 class ToolCalled(_Frozen):

@@ -167,3 +167,32 @@ def test_doctor_says_what_works_here_and_fails_on_an_unreachable_model(workspace
     down = gm("doctor", cwd=workspace, env={"GM_MODEL": url})
     assert down.returncode == 1 and "cannot be reached" in down.stdout
     assert not (workspace / ".gm").exists()  # the doctor writes nothing
+
+
+def test_run_id_chooses_the_new_runs_id_once(workspace: Path) -> None:
+    write_script(workspace / "moves.yaml", [{"finish": "done"}])
+    write_task(workspace / "task.md", "Finish.", model="scripted:moves.yaml")
+    chosen = "01KDVDNA0000000000000000AB"
+    assert gm("run", "task.md", "--run-id", chosen, cwd=workspace).returncode == 0
+    assert gm("status", chosen, cwd=workspace).returncode == 0
+    again = gm("run", "task.md", "--run-id", chosen, cwd=workspace)
+    assert again.returncode == 2 and f"there is already a run {chosen!r}" in again.stderr
+    bad = gm("run", "task.md", "--run-id", "run-1", cwd=workspace)
+    assert bad.returncode == 2 and "is not a ULID" in bad.stderr
+    runs = gm("runs", "--json", cwd=workspace).stdout.splitlines()
+    assert len(runs) == 1  # neither refusal journaled anything
+
+
+def test_no_input_and_wait_for_approval_together_are_a_usage_error(workspace: Path) -> None:
+    write_task(workspace / "task.md", "Finish.", model="scripted:moves.yaml")
+    both = gm("run", "task.md", "--no-input", "--wait-for-approval", cwd=workspace)
+    assert both.returncode == 2 and "choose one" in both.stderr
+    assert not (workspace / ".gm" / "journal.db").exists()
+
+
+def test_run_tui_says_at_once_why_its_background_run_did_not_start(workspace: Path) -> None:
+    write_task(workspace / "task.md", "Finish.", model="nope:nothing")
+    started = gm("run", "task.md", "--tui", cwd=workspace, timeout=30)  # not the 60 s wait
+    assert started.returncode == 2
+    assert "the run did not start (gm run exited with 2)" in started.stderr
+    assert "nope" in started.stderr and ".gm/logs/run-" in started.stderr

@@ -118,6 +118,43 @@ def test_undo_to_a_seq_keeps_earlier_changes(workspace: Path) -> None:
     assert (workspace / "one.txt").exists() and not (workspace / "two.txt").exists()
 
 
+def test_undo_of_one_patch_reverts_it_alone_and_refuses_one_a_later_patch_built_on(
+    workspace: Path,
+) -> None:
+    moves = [
+        {"tool_calls": [{"name": "write_file", "args": {"path": "one.txt", "content": "1\n"}}]},
+        {"tool_calls": [{"name": "write_file", "args": {"path": "two.txt", "content": "2\n"}}]},
+        {"tool_calls": [{"name": "write_file", "args": {"path": "two.txt", "content": "22\n"}}]},
+        {"finish": "three patches"},
+    ]
+    write_script(workspace / "moves.yaml", moves)
+    write_task(workspace / "task.md", "Three patches.", model="scripted:moves.yaml")
+    assert gm("run", "task.md", cwd=workspace).returncode == 0
+    log = gm("log", "last", cwd=workspace).stdout.splitlines()
+    patches = [
+        line.split("patch.applied", 1)[1].split(":")[0].strip()
+        for line in log
+        if "patch.applied" in line
+    ]
+    assert len(patches) == 3  # `gm log` names each patch, for --patch
+
+    refused = gm("undo", "last", "--patch", patches[1], cwd=workspace)
+    assert (
+        refused.returncode == 2 and "two.txt" in refused.stderr
+    )  # the third patch changed it since
+    assert (workspace / "two.txt").read_text() == "22\n"
+
+    undone = gm("undo", "last", "--patch", patches[0][:20], cwd=workspace)  # a unique prefix
+    assert undone.returncode == 0, undone.stderr
+    assert "reverted 1 patches" in undone.stdout
+    assert not (workspace / "one.txt").exists() and (workspace / "two.txt").read_text() == "22\n"
+
+    unknown = gm("undo", "last", "--patch", "NOPE", cwd=workspace)
+    assert unknown.returncode == 2 and "no applied patch of run" in unknown.stderr
+    assert gm("redo", "last", cwd=workspace).returncode == 0  # redo brings the one patch back
+    assert (workspace / "one.txt").read_text() == "1\n"
+
+
 def tree(root: Path) -> dict[str, tuple[bytes, int]]:
     return {
         p.relative_to(root).as_posix(): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))

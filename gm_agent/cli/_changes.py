@@ -33,18 +33,26 @@ def diff(ctx: click.Context, run_ref: str, stat: bool) -> None:
 @click.command()
 @click.argument("run_ref", metavar="[RUN]", default="last")
 @click.option("--to", "to_seq", type=int, help="Only revert patches applied after this seq.")
+@click.option(
+    "--patch", "patch", metavar="ID", help="Only revert this patch (an id or a unique prefix)."
+)
 @click.option("--force", is_flag=True, help="Overwrite files edited since the run changed them.")
 @click.pass_context
-def undo(ctx: click.Context, run_ref: str, to_seq: int | None, force: bool) -> None:
+def undo(
+    ctx: click.Context, run_ref: str, to_seq: int | None, patch: str | None, force: bool
+) -> None:
     """Revert the changes RUN (default `last`) made, newest first, byte for byte.
 
     Refuses, naming the files and touching nothing, when a file was edited after
-    the run changed it, unless --force. `gm redo` re-applies what this reverted.
+    the run changed it (by you, or for --patch by a later patch), unless --force.
+    `gm redo` re-applies what this reverted.
     """
     from gm_agent.kernel import undo_run
 
     report = run_async(
-        lambda: undo_run(workspace_of(ctx), run_ref, os.environ, to_seq=to_seq, force=force)
+        lambda: undo_run(
+            workspace_of(ctx), run_ref, os.environ, to_seq=to_seq, patch=patch, force=force
+        )
     )
     click.echo(
         f"reverted {len(report.patches)} patches of run {report.run_id}: {', '.join(report.files)}"

@@ -51,6 +51,12 @@ if TYPE_CHECKING:
     help="Start the run in the background and watch and steer it in the TUI; "
     "closing the TUI leaves the run going.",
 )
+@click.option(
+    "--run-id",
+    metavar="ULID",
+    help="The new run's id, chosen by the caller (a ULID not used yet); "
+    "a script that starts a run in the background knows which it is.",
+)
 @approval_options
 @click.pass_context
 def run(
@@ -61,6 +67,7 @@ def run(
     as_json: bool,
     watch: bool,
     tui: bool,
+    run_id: str | None,
     yes: bool,
     no_input: bool,
     wait_for_approval: bool,
@@ -74,13 +81,16 @@ def run(
 
     observe = observer(as_json)
     workspace = workspace_of(ctx)
+    approvals = approval_mode(yes, no_input, wait_for_approval)
+    if watch and run_id:
+        raise click.UsageError("--run-id names one run; --watch starts many")
     if tui:
         from gm_agent.cli._tui import run_in_tui
 
         options = [*(["--model", model] if model else []), *(["--yes"] if yes else [])]
         if max_steps:
             options += ["--max-steps", str(max_steps)]
-        run_in_tui(workspace, task, options)
+        run_in_tui(workspace, task, options, run_id)
         return
 
     def announce(run_id: str) -> None:
@@ -99,7 +109,8 @@ def run(
                 max_steps=max_steps,
                 observer=observe,
                 on_created=announce,
-                approvals=approval_mode(yes, no_input, wait_for_approval),
+                approvals=approvals,
+                run_id=run_id,
             )
         )
 

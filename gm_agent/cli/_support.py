@@ -116,7 +116,16 @@ def approval_options(command: F) -> F:
 def approval_mode(yes: bool, no_input: bool, wait: bool = False) -> ApprovalMode:
     """``yes``; ``wait`` with ``--wait-for-approval``; ``stop`` when unattended
     (``--no-input``, or stdin is not a terminal); else ``wait`` for an answer from
-    another terminal."""
+    another terminal.
+
+    Raises:
+        click.UsageError: ``--no-input`` and ``--wait-for-approval`` together.
+    """
+    if no_input and wait:
+        raise click.UsageError(
+            "--no-input stops at the first approval and --wait-for-approval waits for it: "
+            "choose one"
+        )
     if yes:
         return "yes"
     if wait:

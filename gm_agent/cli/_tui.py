@@ -40,36 +40,49 @@ def tui(ctx: click.Context, run_ref: str | None) -> None:
     sys.exit(app.return_code or 0)
 
 
-async def _run_ids(workspace: Path) -> set[str]:
-    from gm_agent.journal import Journal
-
-    path = workspace / ".gm" / "journal.db"
-    if not path.exists():
-        return set()
-    async with await Journal.open(path, read_only=True) as journal:
-        return {row.run_id for row in await journal.list_runs()}
-
-
-def run_in_tui(workspace: Path, task: Path, options: list[str]) -> None:
+def run_in_tui(workspace: Path, task: Path, options: list[str], run_id: str | None) -> None:
     """Start ``gm run TASK`` in the background (waiting for approvals from the
-    TUI), then open the TUI on it."""
+    TUI) with a run id chosen here, wait until it is journaled, then open the TUI
+    on it (``run_id``: a ULID the caller chose). A run that exits before it is journaled (a malformed task, a wrong
+    model) is a usage error with what it said (its last ``gm:`` line).
+    """
     from gm_agent.clock import SystemClock
+    from gm_agent.errors import JournalError
+    from gm_agent.journal import Journal
     from gm_agent.tui import GmApp
     from gm_agent.tui._actions import start_run
+    from gm_agent.tui._spawn import Children
 
-    async def started() -> str | None:
-        clock = SystemClock()
-        before = await _run_ids(workspace)
-        start_run(workspace, task, options)
+    clock = SystemClock()
+    run_id = run_id or clock.new_id()
+    children = Children(workspace, os.environ)
+    child = start_run(children, task, options, run_id)
+    path = workspace / ".gm" / "journal.db"
+
+    async def journaled() -> bool:
+        try:
+            async with await Journal.open(path, read_only=True) as journal:
+                return await journal.has_run(run_id)
+        except JournalError:  # not created, or not yet migrated, by the run
+            return False
+
+    async def started() -> None:
         waited = 0.0
-        while waited < STARTUP_S:
-            if new := await _run_ids(workspace) - before:
-                return min(new)
-            await clock.sleep(0.1)
-            waited += 0.1
-        return None
+        while not await journaled():
+            code = child.process.poll()
+            if code is not None:
+                raise click.UsageError(
+                    f"the run did not start (gm run exited with {code}): "
+                    f"{child.gist() or 'no output'}; the whole output is in {child.log}"
+                )
+            if waited >= STARTUP_S:
+                raise click.ClickException(
+                    f"the run did not start in {STARTUP_S:.0f} s; see {child.log}"
+                )
+            await clock.sleep(0.05)
+            waited += 0.05
 
-    run_id = run_async(started)
-    if run_id is None:
-        raise click.ClickException("the run did not start; see .gm/logs/")
-    GmApp(workspace, os.environ, run_id=run_id).run()
+    run_async(started)
+    app = GmApp(workspace, os.environ, run_id=run_id, processes=children)
+    app.run()
+    sys.exit(app.return_code or 0)

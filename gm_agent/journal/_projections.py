@@ -62,7 +62,8 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
             )
         case RunStatusChanged():
             await conn.execute(
-                "UPDATE runs SET status = ? WHERE run_id = ?", (data.to, event.run_id)
+                "UPDATE runs SET status = ?, status_reason = ? WHERE run_id = ?",
+                (data.to, data.reason if data.to in ("waiting", "paused") else None, event.run_id),
             )
         case ModelResponse():
             await conn.execute(
@@ -79,7 +80,8 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
             )
         case RunFinished():
             await conn.execute(
-                "UPDATE runs SET status = ?, summary = ?, error = ? WHERE run_id = ?",
+                "UPDATE runs SET status = ?, status_reason = NULL, summary = ?, error = ? "
+                "WHERE run_id = ?",
                 (data.status, data.summary, data.error, event.run_id),
             )
         case JobIntent():

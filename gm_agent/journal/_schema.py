@@ -81,6 +81,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0",
         "ALTER TABLE runs ADD COLUMN unpriced_steps INTEGER NOT NULL DEFAULT 0",
     ),
+    # 4: why a run waits or is paused (its last status change's reason), for listings.
+    (
+        "ALTER TABLE runs ADD COLUMN status_reason TEXT",
+        """UPDATE runs SET status_reason = (
+            SELECT json_extract(e.data, '$.reason') FROM events e
+            WHERE e.run_id = runs.run_id AND e.kind = 'run.status_changed'
+            ORDER BY e.seq DESC LIMIT 1
+        ) WHERE status IN ('waiting', 'paused')""",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

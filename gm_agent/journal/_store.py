@@ -84,6 +84,8 @@ class RunRow(BaseModel):
     error: str | None
     lease_owner: str | None = None
     lease_expires_at: str | None = None
+    status_reason: str | None = None
+    """Why a ``waiting`` or ``paused`` run stopped (``approval``, ``writer lock: ...``)."""
     orphaned: bool = False
     """Not ended (created, running, waiting) but no live process holds its lease: resume it."""
 
@@ -645,6 +647,11 @@ class Journal:
 
     def _expiry(self, ttl_s: float) -> str:
         return format_timestamp(self._clock.now() + _dt.timedelta(seconds=ttl_s))
+
+    async def has_run(self, run_id: str) -> bool:
+        """Whether a run with exactly this id is journaled."""
+        row = await fetchone_or_none(self._conn, "SELECT 1 FROM runs WHERE run_id = ?", (run_id,))
+        return row is not None
 
     async def get_run(self, run_id: str) -> RunRow:
         """One run's row from the ``runs`` projection.

@@ -75,6 +75,7 @@ class ModelRequests(KernelCore):
             )
         )
         request = build_request(self._state, self._tool_specs(), idempotency_key=spec.key)
+        window = await self._window_tokens()
 
         async def effect() -> JobOutcome:
             started = self._clock.monotonic()
@@ -94,6 +95,7 @@ class ModelRequests(KernelCore):
                 duration_ms=round((self._clock.monotonic() - started) * 1000),
                 provider_data=move.provider_data,
                 cost_usd=price.cost_usd,
+                window_tokens=window,
             )
             return JobOutcome(ok=True, extra=(response,))
 

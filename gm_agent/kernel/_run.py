@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+from ulid import ULID
 
 from gm_agent.clock import Clock, SystemClock
 from gm_agent.errors import UserError
@@ -71,6 +72,8 @@ async def create_run(
         The new run's id (a ULID, or ``run_id``).
     """
     run_id = run_id or clock.new_id()
+    if await journal.has_run(run_id):
+        raise UserError(f"there is already a run {run_id!r}; choose another id")
     created = RunCreated(
         task=task.text,
         task_path=str(task.path) if task.path else None,
@@ -94,6 +97,22 @@ async def create_run(
     events.append(new_event(clock, run_id, "user", UserMessage(text=task.text)))
     await journal.append(events, unique=[e.id for e in first])
     return run_id
+
+
+def _new_run_id(run_id: str | None) -> str | None:
+    """``run_id`` checked to be a ULID (what every other run id is).
+
+    Raises:
+        UserError: it is not one.
+    """
+    if run_id is None:
+        return None
+    try:
+        return str(ULID.from_str(run_id))
+    except ValueError as exc:
+        raise UserError(
+            f"run id {run_id!r} is not a ULID (26 Crockford base32 characters)"
+        ) from exc
 
 
 def absolute_model(name: str) -> str:
@@ -130,6 +149,7 @@ async def run_task(
     on_created: Callable[[str], None] | None = None,
     heartbeat: bool = True,
     approvals: ApprovalMode = "stop",
+    run_id: str | None = None,
 ) -> RunOutcome:
     """Create a run of the task at ``task_path`` in ``workspace`` and drive it to its end.
 
@@ -148,23 +168,26 @@ async def run_task(
             a fake clock, whose sleeps return at once.
         approvals: when a call needs approval: ``stop`` (default; the run stays
             ``waiting``, exit code 3), ``wait`` for an answer, or ``yes``.
+        run_id: the new run's id (a ULID), chosen by the caller so it knows the
+            run it started (``gm run --tui``); a new ULID when ``None``.
 
     Raises:
-        UserError: the task file, settings, model name or tool allow-list is wrong
-            (nothing is journaled then).
+        UserError: the task file, settings, model name or tool allow-list is wrong,
+            or ``run_id`` is not a ULID or is taken (nothing is journaled then).
         JournalError: the journal cannot be used.
     """
     clock = clock or SystemClock()
     workspace = Path(await anyio.Path(workspace).resolve())
     settings = load_settings(workspace, environ)
     plan = plan_run(load_task(task_path), settings, environ, model=model, max_steps=max_steps)
+    chosen_id = _new_run_id(run_id)
     pool = model_pool(settings, environ, Path.cwd())
     llm = pool.get(plan.model)
     try:
         async with await Journal.open(
             settings.journal_path, durability=settings.journal.durability, clock=clock
         ) as journal:
-            run_id = await plan.create(journal, clock)
+            run_id = await plan.create(journal, clock, run_id=chosen_id)
             if on_created is not None:
                 on_created(run_id)
             kernel = kernel_for(

@@ -151,14 +151,19 @@ async def undo_run(
     environ: Mapping[str, str],
     *,
     to_seq: int | None = None,
+    patch: str | None = None,
     force: bool = False,
     clock: Clock | None = None,
 ) -> UndoReport:
-    """Revert run ``run_ref``'s applied patches, newest first (those after ``to_seq`` only).
+    """Revert run ``run_ref``'s applied patches, newest first: those after ``to_seq``
+    only, or only the one whose id is (or starts with) ``patch``.
+
+    One patch is reverted only while its files are as it left them: a later patch
+    of the same file makes it a conflict (named), unless forced.
 
     Raises:
-        UserError: a file changed since the run changed it (without ``force``), or
-            there is nothing to undo.
+        UserError: a file changed since the run changed it (without ``force``),
+            there is nothing to undo, or ``patch`` names no applied patch.
         RunLeased: the run is being executed right now.
     """
     clock = clock or SystemClock()
@@ -167,6 +172,8 @@ async def undo_run(
         targets = [
             p for p in held.state.patches if p.status == "applied" and p.applied_seq > (to_seq or 0)
         ]
+        if patch is not None:
+            targets = _one_patch(held.run_id, targets, patch)
         if not targets:
             raise UserError(f"run {held.run_id} has no applied changes to undo")
         undo_id = clock.new_id()
@@ -174,16 +181,30 @@ async def undo_run(
         if not force:
             await _check_final_state(workspace, targets, blobs, "undo")
         files: list[str] = []
-        for patch in reversed(targets):
-            inverse = [c.invert() for c in reversed(_changes(patch, blobs))]
+        for target in reversed(targets):
+            inverse = [c.invert() for c in reversed(_changes(target, blobs))]
             records = await _apply(workspace, inverse, force)
             files += [r.path for r in records]
             event = PatchReverted(
-                patch_id=patch.patch_id, undo_id=undo_id, files=records, forced=force
+                patch_id=target.patch_id, undo_id=undo_id, files=records, forced=force
             )
             await held.journal.append([new_event(clock, held.run_id, "user", event)])
         patches = tuple(p.patch_id for p in reversed(targets))
         return UndoReport(held.run_id, undo_id, patches, tuple(dict.fromkeys(files)))
+
+
+def _one_patch(run_id: str, applied: Sequence[PatchView], ref: str) -> list[PatchView]:
+    """The applied patch whose id is or starts with ``ref``.
+
+    Raises:
+        UserError: none is, or several are.
+    """
+    found = [p for p in applied if p.patch_id.startswith(ref)] if ref else []
+    if len(found) != 1:
+        known = ", ".join(p.patch_id for p in applied) or "none"
+        what = "no" if not found else "more than one"
+        raise UserError(f"{what} applied patch of run {run_id} matches {ref!r}; applied: {known}")
+    return found
 
 
 async def redo_run(

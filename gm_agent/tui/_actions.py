@@ -3,15 +3,12 @@
 Answers, messages, interrupts, cancels and undos append their events through
 the same functions as ``gm approve``, ``gm send``, ``gm interrupt``, ``gm cancel``
 and ``gm undo``. Resuming and forking execute a run, so they start a detached
-``gm resume`` / ``gm fork`` process (its output in ``.gm/logs/``): the run goes
-on when the TUI closes.
+``gm resume`` / ``gm fork`` process (:mod:`gm_agent.tui._spawn`; its output in
+``.gm/logs/``): the run goes on when the TUI closes.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from gm_agent.kernel import (
     send_message,
     undo_run,
 )
-from gm_agent.settings import GM_DIR
+from gm_agent.tui._spawn import Child, Children
 
 __all__ = [
     "approve",
@@ -74,53 +71,38 @@ async def cancel(workspace: Path, run_id: str, environ: Mapping[str, str]) -> st
 
 
 async def undo(
-    workspace: Path, run_id: str, environ: Mapping[str, str], to_seq: int | None = None
+    workspace: Path, run_id: str, environ: Mapping[str, str], patch: str | None = None
 ) -> str:
-    """Revert the run's changes (those after ``to_seq`` only, when given)."""
-    report = await undo_run(workspace, run_id, environ, to_seq=to_seq)
+    """Revert the run's changes (only patch ``patch``, when given)."""
+    report = await undo_run(workspace, run_id, environ, patch=patch)
     return f"undone: {len(report.patches)} patch(es), {len(report.files)} file(s)"
 
 
-def start_run(workspace: Path, task: Path, options: list[str]) -> str:
-    """Start ``gm run TASK`` in the background, waiting for approvals from the TUI
-    (``--wait-for-approval``); where its output goes."""
-    args = ["run", str(task.resolve()), *options, "--wait-for-approval"]
-    return _detached(workspace, args, f"run-{task.stem}")
+def start_run(children: Children, task: Path, options: list[str], run_id: str) -> Child:
+    """Start ``gm run TASK --run-id RUN_ID`` detached, waiting for approvals from the
+    TUI (``--wait-for-approval``); its output goes to ``.gm/logs/run-RUN_ID.log``.
+
+    Raises:
+        OSError: the log or the process could not be created.
+    """
+    args = ["run", str(task.resolve()), *options, "--run-id", run_id, "--wait-for-approval"]
+    return children.start(args, f"run-{run_id}")
 
 
-def _detached(workspace: Path, args: list[str], name: str) -> str:
-    logs = workspace / GM_DIR / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}.log"
-    with log.open("ab") as out:
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gm_agent",
-                "-C",
-                str(workspace),
-                *args,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,  # not the TUI's: closing it leaves the run going
-            env=dict(os.environ),
-        )
-    return str(log.relative_to(workspace))
+async def resume(children: Children, run_id: str, tag: str) -> str:
+    """Start ``gm resume RUN`` detached, waiting for approvals from the TUI; says
+    where its output goes (a log named with ``tag``, a fresh id)."""
+    child = children.start(["resume", run_id, "--wait-for-approval"], f"resume-{run_id}-{tag}")
+    return f"resuming (output in {_shown(children, child)})"
 
 
-async def resume(workspace: Path, run_id: str) -> str:
-    """Start ``gm resume RUN`` in the background, waiting for approvals from the
-    TUI; where its output goes."""
-    log = _detached(workspace, ["resume", run_id, "--wait-for-approval"], f"resume-{run_id}")
-    return f"resuming (output in {log})"
-
-
-async def fork(workspace: Path, run_id: str, at_seq: int) -> str:
-    """Start ``gm fork RUN --at SEQ`` in the background, waiting for approvals from
-    the TUI; where its output goes."""
+async def fork(children: Children, run_id: str, at_seq: int, tag: str) -> str:
+    """Start ``gm fork RUN --at SEQ`` detached, waiting for approvals from the TUI;
+    says where its output goes (a log named with ``tag``, a fresh id)."""
     args = ["fork", run_id, "--at", str(at_seq), "--wait-for-approval"]
-    log = _detached(workspace, args, f"fork-{run_id}-{at_seq}")
-    return f"forking at seq {at_seq} (output in {log})"
+    child = children.start(args, f"fork-{run_id}-{at_seq}-{tag}")
+    return f"forking at seq {at_seq} (output in {_shown(children, child)})"
+
+
+def _shown(children: Children, child: Child) -> str:
+    return str(child.log.relative_to(children.workspace))

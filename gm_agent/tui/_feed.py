@@ -13,13 +13,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gm_agent.events import Event, FileChange
+from gm_agent._render import model_label
+from gm_agent.clock import parse_timestamp
+from gm_agent.events import (
+    Event,
+    FileChange,
+    JobAmbiguous,
+    JobAttemptFailed,
+    JobCancelled,
+    JobIntent,
+    JobResult,
+    ModelResponse,
+)
 from gm_agent.journal import Journal, RunRow
 from gm_agent.kernel import RunState, fold
 from gm_agent.kernel._live import live_path
 from gm_agent.patches import render_diff
 
-__all__ = ["CHUNK", "POLL_S", "Feed", "RunFeed"]
+__all__ = ["CHUNK", "POLL_S", "Feed", "JobLine", "RunFeed"]
 
 POLL_S = 0.1
 """How often the TUI looks for new events, in seconds."""
@@ -31,23 +42,106 @@ DIFF_LINES = 60
 """Lines of a patch's diff drawn in a run view."""
 
 
+MAX_JOBS = 1_000
+"""Jobs a run view keeps (the newest; `gm log` has all)."""
+
+
+@dataclass
+class JobLine:
+    """One job of a run as the jobs tab shows it.
+
+    ``status`` is ``running``, ``ok``, ``failed``, ``ambiguous`` or ``cancelled``;
+    ``duration_ms`` is the job's wall time in milliseconds over all its attempts
+    (from ``job.result``, else from its intent's time to the closing event's),
+    ``None`` while it runs.
+    """
+
+    job_id: str
+    kind: str
+    what: str
+    started_at: str
+    status: str = "running"
+    attempts: int = 1
+    duration_ms: int | None = None
+
+    def close(self, status: str, at: str, duration_ms: int | None = None) -> None:
+        """Mark the job ended with ``status`` at ``at`` (RFC 3339)."""
+        self.status = status
+        if duration_ms is None:
+            elapsed = parse_timestamp(at) - parse_timestamp(self.started_at)
+            duration_ms = max(0, round(elapsed.total_seconds() * 1000))
+        self.duration_ms = duration_ms
+
+
+def _what(intent: JobIntent) -> str:
+    """A job's gist: a shell job's command, a model job's model and step."""
+    args = intent.args
+    for key in ("command", "url", "name"):
+        if isinstance(value := args.get(key), str):
+            return value
+    if isinstance(model := args.get("model"), str):
+        return f"step {args.get('step', '?')}: {model_label(model)}"
+    return intent.key
+
+
 @dataclass
 class RunFeed:
-    """One run as the TUI shows it: the fold of its events so far, and the seq of
-    the last one (the events themselves are drawn, then let go)."""
+    """One run as the TUI shows it: the fold of its events so far, the seq of
+    the last one (the events themselves are drawn, then let go), its jobs, and
+    how full the model's context was at its last reply.
+
+    ``context_tokens`` is the last reply's input tokens (what the model was
+    sent), ``window_tokens`` the model's context window then (``None`` when the
+    journal does not say).
+    """
 
     run_id: str
     state: RunState = field(default_factory=RunState)
     last_seq: int = 0
     count: int = 0
+    jobs: dict[str, JobLine] = field(default_factory=dict[str, JobLine])
+    changed_jobs: set[str] = field(default_factory=set[str])
+    context_tokens: int | None = None
+    window_tokens: int | None = None
 
     def take(self, new: list[Event]) -> list[Event]:
-        """Fold in ``new`` events (oldest first); returns them."""
+        """Fold in ``new`` events (oldest first); returns them. The ids of the jobs
+        they touched are added to ``changed_jobs`` (the view clears it)."""
         if new:
             self.state = fold(new, self.state)
             self.last_seq = new[-1].seq or self.last_seq
             self.count += len(new)
+            for event in new:
+                self._track(event)
         return new
+
+    def _track(self, event: Event) -> None:
+        data = event.data
+        if isinstance(data, ModelResponse):
+            self.context_tokens = data.usage.input_tokens
+            self.window_tokens = data.window_tokens or self.window_tokens
+            return
+        if not isinstance(
+            data, JobIntent | JobAttemptFailed | JobResult | JobAmbiguous | JobCancelled
+        ):
+            return
+        self.changed_jobs.add(data.job_id)
+        line = self.jobs.get(data.job_id)
+        if isinstance(data, JobIntent):
+            if line is not None:  # re-run after a crash: the same job, another attempt
+                line.attempts, line.status, line.duration_ms = line.attempts + 1, "running", None
+                return
+            self.jobs[data.job_id] = JobLine(data.job_id, data.job_kind, _what(data), event.at)
+            if len(self.jobs) > MAX_JOBS:
+                del self.jobs[next(iter(self.jobs))]
+        elif line is None:  # its intent was let go (more than MAX_JOBS since)
+            return
+        elif isinstance(data, JobAttemptFailed):
+            line.attempts += 1
+        elif isinstance(data, JobResult):
+            line.close("ok" if data.ok else "failed", event.at, data.duration_ms)
+        else:
+            line.close("ambiguous" if isinstance(data, JobAmbiguous) else "cancelled", event.at)
 
 
 class Feed:

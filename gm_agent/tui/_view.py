@@ -13,7 +13,7 @@ from datetime import datetime
 
 from rich.text import Text
 
-from gm_agent._render import cost_text
+from gm_agent._render import cost_text, event_gist, model_label, waiting_reason
 from gm_agent.clock import parse_timestamp
 from gm_agent.events import (
     ApprovalDenied,
@@ -34,9 +34,18 @@ from gm_agent.events import (
     UserMessage,
 )
 from gm_agent.journal import RunRow
-from gm_agent.kernel import RunState
+from gm_agent.kernel import PatchView
+from gm_agent.tui._feed import JobLine, RunFeed
 
-__all__ = ["age", "event_text", "model_name", "run_cells", "status_line"]
+__all__ = [
+    "age",
+    "event_cells",
+    "event_text",
+    "job_cells",
+    "patch_cells",
+    "run_cells",
+    "status_line",
+]
 
 _FOLD = 100
 
@@ -60,7 +69,7 @@ def event_text(event: Event) -> Text | None:
             mark = " (preempt)" if data.preempt else ""
             return Text.assemble((f"{who}{mark}: ", "bold cyan"), data.text)
         case ModelResponse():
-            return Text(data.text, style="white") if data.text.strip() else None
+            return Text(data.text) if data.text.strip() else None  # the theme's colour
         case ToolCalled():
             args = json.dumps(data.args, ensure_ascii=False)
             return Text.assemble(("→ ", "bold"), (data.name, "bold yellow"), f" {_short(args, 80)}")
@@ -105,13 +114,6 @@ def event_text(event: Event) -> Text | None:
             return None
 
 
-def model_name(model: str) -> str:
-    """``model`` as shown: a scripted model by its file name, not its path."""
-    if model.startswith("scripted:"):
-        return "scripted:" + model.rsplit("/", 1)[-1]
-    return model
-
-
 def age(at: str, now: datetime) -> str:
     """How long ago ``at`` (RFC 3339) was: ``12s``, ``5m``, ``3h``, ``2d``."""
     seconds = max(0, int((now - parse_timestamp(at)).total_seconds()))
@@ -122,25 +124,30 @@ def age(at: str, now: datetime) -> str:
 
 
 def run_cells(row: RunRow, now: datetime) -> tuple[str, ...]:
-    """The runs list's cells for ``row``: id, status, task, model, steps,
-    tokens, cost, age, and the fork it comes from."""
+    """The runs list's cells for ``row`` (see ``COLUMNS``): id, status (and why
+    it waits), steps, tokens, cost, age, model, task, and the fork it comes from.
+    The task comes late so an 80-column terminal shows every figure."""
     status = "orphaned" if row.orphaned and row.status != "waiting" else row.status
+    if (why := waiting_reason(row)) is not None:
+        status += f": {why}"
     return (
         row.run_id[-8:],
-        status,
-        _short(row.task, 40),
-        model_name(row.model)[:24],
+        _short(status, 22),
         str(row.steps),
-        f"{row.input_tokens + row.output_tokens:,}",
+        _tokens(row.input_tokens + row.output_tokens),
         cost_text(row.cost_usd, row.unpriced_steps, row.steps),
         age(row.created_at, now),
+        model_label(row.model)[:20],
+        _short(row.task, 40),
         f"↳ {row.parent_id[-8:]}@{row.fork_seq}" if row.parent_id else "",
     )
 
 
-def status_line(state: RunState, now: datetime) -> str:
+def status_line(run: RunFeed, now: datetime) -> str:
     """The run's status line: status (and why it waits), model, steps against
-    the budget, tokens, cost against its limit, elapsed time and sandbox."""
+    the budget, tokens, cost against its limit, context use (the last request's
+    input tokens against the model's window), elapsed time and sandbox."""
+    state = run.state
     status = state.status + (f" ({state.waiting_reason})" if state.waiting_reason else "")
     tokens = state.usage.input_tokens + state.usage.output_tokens
     limit = state.budget.get("max_cost_usd")
@@ -149,6 +156,48 @@ def status_line(state: RunState, now: datetime) -> str:
         cost += f"/${limit:g}"
     elapsed = age(state.created_at, now) if state.created_at else "-"
     return (
-        f"{status} · {model_name(state.model)} · step {state.step}/{state.max_steps} · "
-        f"{tokens:,} tok · {cost} · {elapsed} · {state.sandbox or 'sandbox ?'}"
+        f"{status} · {model_label(state.model)} · step {state.step}/{state.max_steps} · "
+        f"{_tokens(tokens)} tok · {cost} · ctx {context_use(run)} · {elapsed} · "
+        f"{state.sandbox or 'sandbox ?'}"
     )
+
+
+def _tokens(count: int) -> str:
+    """``950``, ``12.3k``, ``1.2M``: short enough for an 80-column status line."""
+    if count < 1000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k"
+    return f"{count / 1_000_000:.1f}M"
+
+
+def context_use(run: RunFeed) -> str:
+    """How full the model's context was at its last reply: ``12%`` of the window,
+    ``12.3k`` tokens when the window is not journaled, ``-`` before any reply."""
+    if run.context_tokens is None:
+        return "-"
+    if not run.window_tokens:
+        return _tokens(run.context_tokens)
+    return f"{100 * run.context_tokens / run.window_tokens:.0f}%"
+
+
+def job_cells(job: JobLine) -> tuple[str, ...]:
+    """The jobs tab's cells: kind, status, attempts, duration, and what it does."""
+    if job.duration_ms is None:
+        took = "…"
+    elif job.duration_ms < 1000:
+        took = f"{job.duration_ms} ms"
+    else:
+        took = f"{job.duration_ms / 1000:.1f} s"
+    return (job.kind, job.status, str(job.attempts), took, _short(job.what, 60))
+
+
+def patch_cells(patch: PatchView) -> tuple[str, ...]:
+    """The patches tab's cells: applied at seq, id, status, and its files."""
+    files = ", ".join(f"{f.op} {f.path}" for f in patch.files)
+    return (str(patch.applied_seq or patch.seq), patch.patch_id, patch.status, _short(files, 60))
+
+
+def event_cells(event: Event) -> tuple[str, ...]:
+    """The events tab's cells: seq, kind, and the gist ``gm log`` prints."""
+    return (str(event.seq), event.kind, _short(event_gist(event), 80))

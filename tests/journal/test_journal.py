@@ -332,3 +332,32 @@ async def test_a_checkpoint_row_commits_with_its_events_and_the_newest_is_found(
         bad = CheckpointRecord(run_id="RUN1", upto_seq=9, state="s9", state_hash="h")
         await journal.append([first], checkpoint=bad, lease_owner="nobody")
     assert 9 not in await journal.checkpoint_hashes("RUN1")
+
+
+async def test_the_runs_list_says_why_a_run_waits_and_a_version_3_journal_learns_it(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "journal.db"
+    async with await Journal.open(path, clock=clock) as journal:
+        await journal.append(
+            [
+                created(clock, "R"),
+                new_event(clock, "R", "kernel", RunStatusChanged.between("created", "running")),
+                new_event(
+                    clock, "R", "kernel", RunStatusChanged.between("running", "waiting", "approval")
+                ),
+            ]
+        )
+        assert (await journal.get_run("R")).status_reason == "approval"
+        await journal.append(
+            [new_event(clock, "R", "kernel", RunStatusChanged.between("waiting", "running"))]
+        )
+        assert (await journal.get_run("R")).status_reason is None  # running: no reason
+        await journal.append(
+            [new_event(clock, "R", "user", RunStatusChanged.between("running", "paused", "by you"))]
+        )
+    with sqlite3.connect(path) as conn:  # as gm 3's schema left it: no column
+        conn.execute("ALTER TABLE runs DROP COLUMN status_reason")
+        conn.execute("PRAGMA user_version = 3")
+    async with await Journal.open(path, clock=clock) as journal:  # migrated: filled in
+        assert (await journal.get_run("R")).status_reason == "by you"

@@ -55,12 +55,31 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.pause(0.5)
 
 
+SIZE = (80, 24)
+"""The smallest terminal the TUI is made for: every snapshot is taken at it."""
+
+
 def test_runs_list(workspace: Path, snap_compare: Any) -> None:
-    assert snap_compare(seeded_app(workspace, None), terminal_size=(100, 24), run_before=settle)
+    assert snap_compare(seeded_app(workspace, None), terminal_size=SIZE, run_before=settle)
 
 
-def test_run_view_waiting_for_approval(workspace: Path, snap_compare: Any) -> None:
-    assert snap_compare(seeded_app(workspace, "last"), terminal_size=(100, 24), run_before=settle)
+def test_run_view_with_a_diff_waiting_for_approval(workspace: Path, snap_compare: Any) -> None:
+    assert snap_compare(seeded_app(workspace, "last"), terminal_size=SIZE, run_before=settle)
+
+
+def test_run_view_in_the_light_theme(workspace: Path, snap_compare: Any) -> None:
+    app = seeded_app(workspace, "last")
+    app.theme = "textual-light"
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_jobs_tab(workspace: Path, snap_compare: Any) -> None:
+    async def open_jobs(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("3")
+        await pilot.pause(0.2)
+
+    assert snap_compare(seeded_app(workspace, "last"), terminal_size=SIZE, run_before=open_jobs)
 
 
 def test_help_screen(workspace: Path, snap_compare: Any) -> None:
@@ -69,4 +88,4 @@ def test_help_screen(workspace: Path, snap_compare: Any) -> None:
         await pilot.press("question_mark")
         await pilot.pause(0.2)
 
-    assert snap_compare(seeded_app(workspace, "last"), terminal_size=(80, 24), run_before=open_help)
+    assert snap_compare(seeded_app(workspace, "last"), terminal_size=SIZE, run_before=open_help)
