@@ -18,7 +18,8 @@ inherits the restrictions for good. What the command may do:
 - write in ``/tmp``, ``/var/tmp`` and ``/dev/shm`` (shared with the host:
   Landlock has no private mounts) and to devices such as ``/dev/null``. When
   the workspace is inside one of those, a right there would reach into its
-  ``.git/``: the command gets a directory of its own instead, in ``TMPDIR``;
+  ``.git/``: the command gets the workspace's ``.gm/tmp/`` instead, in
+  ``TMPDIR`` (it stays with the project rather than piling up in ``/tmp``);
 - no TCP ``connect`` or ``bind`` unless ``--network`` (Landlock ABI 4, Linux
   6.7; UDP is not covered by Landlock);
 - no signals to processes outside the sandbox, no abstract UNIX sockets out of
@@ -32,14 +33,12 @@ standard error when Landlock cannot be applied (the command does not run).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 
-__all__ = ["abi_version", "confine", "main", "plan", "scratch_dirs"]
+__all__ = ["abi_version", "confine", "main", "own_scratch", "plan", "scratch_dirs"]
 
 # Syscall numbers: the same on every architecture (asm-generic/unistd.h, 444-446).
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
@@ -149,15 +148,21 @@ def _inside(path: str, parent: str) -> bool:
 def scratch_dirs(workspace: str) -> list[str]:
     """Where a command may write besides the workspace: the system's temporary
     directories that do not hold the workspace, or else one of its own
-    (``gm-sandbox-<uid>-<hash of the workspace path>`` in the temporary directory)."""
+    (:func:`own_scratch`, created here)."""
     found = [os.path.realpath(p) for p in _SCRATCH if os.path.isdir(p)]
     mine = [p for p in found if not _inside(workspace, p)]
     if len(mine) == len(found):
         return mine
-    digest = hashlib.sha256(workspace.encode()).hexdigest()[:16]
-    own = os.path.join(tempfile.gettempdir(), f"gm-sandbox-{os.getuid()}-{digest}")
+    own = own_scratch(workspace)
     os.makedirs(own, mode=0o700, exist_ok=True)
     return [*mine, own]
+
+
+def own_scratch(workspace: str) -> str:
+    """The temporary directory a command gets when the workspace is inside a
+    system one: ``WORKSPACE/.gm/tmp`` (a rule beneath ``.gm/`` that grants
+    nothing on its siblings, such as the journal)."""
+    return os.path.join(workspace, ".gm", "tmp")
 
 
 def confine(workspace: str, *, network: bool) -> int:
@@ -230,9 +235,9 @@ def main(argv: Sequence[str]) -> int:
     except OSError as exc:
         print(f"gm sandbox: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CANNOT_CONFINE
-    own = [d for d in scratch_dirs(workspace) if os.path.basename(d).startswith("gm-sandbox-")]
-    if own:
-        os.environ.update(TMPDIR=own[0], TMP=own[0], TEMP=own[0])
+    own = own_scratch(workspace)
+    if own in scratch_dirs(workspace):
+        os.environ.update(TMPDIR=own, TMP=own, TEMP=own)
     for number in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; exec would keep that
         signal.signal(number, signal.SIG_DFL)
     os.chdir(workspace)

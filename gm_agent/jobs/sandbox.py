@@ -104,7 +104,7 @@ def bubblewrap_prefix(workspace: Path, *, network: bool) -> list[str]:
     Option meanings: bubblewrap's manual, bwrap(1).
     """
     options = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    options += ["--tmpfs", "/tmp", *_host_tmp(), "--bind", str(workspace), str(workspace)]
+    options += ["--tmpfs", "/tmp", *_host_tmp(workspace), "--bind", str(workspace), str(workspace)]
     for name in _PROTECTED:
         inside = workspace / name
         if inside.exists():
@@ -116,19 +116,29 @@ def bubblewrap_prefix(workspace: Path, *, network: bool) -> list[str]:
     return options
 
 
-def _host_tmp() -> list[str]:
+def _host_tmp(workspace: Path) -> list[str]:
     """What was in the host's ``/tmp``, read-only over the private one.
 
     A project, its virtual environment or its tools may live under ``/tmp``
     (CI checkouts often do); an empty private ``/tmp`` would hide them. New
     files go to the private tmpfs; existing ones cannot be changed. bubblewrap
     0.8 has no overlay mount, which would make them changeable copies.
+
+    At most ``_MAX_TMP_ENTRIES`` entries are bound (each is a mount). On a
+    crowded ``/tmp`` the ones that hold the workspace, this Python, the current
+    directory or a ``PATH`` directory come first, so the command still finds
+    its project and its tools.
     """
     try:
-        entries = sorted(os.listdir("/tmp"))[:_MAX_TMP_ENTRIES]
+        entries = sorted(os.listdir("/tmp"))
     except OSError:
         return []
-    return [arg for e in entries for arg in ("--ro-bind-try", f"/tmp/{e}", f"/tmp/{e}")]
+    needed = {str(workspace), sys.prefix, sys.executable, os.environ.get("PWD", "")}
+    needed.update(os.environ.get("PATH", "").split(os.pathsep))
+    first = {p.split("/")[2] for p in needed if p.startswith("/tmp/") and len(p) > 5}
+    entries.sort(key=lambda e: e not in first)  # stable: the rest stay sorted
+    kept = entries[:_MAX_TMP_ENTRIES]
+    return [arg for e in kept for arg in ("--ro-bind-try", f"/tmp/{e}", f"/tmp/{e}")]
 
 
 def probe_sandbox(

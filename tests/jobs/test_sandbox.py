@@ -112,8 +112,9 @@ async def test_temporary_files_are_private_to_the_command(project: Path, backend
     marker = Path("/tmp") / f"gm-sandbox-test-{os.getpid()}"
     if backend == "bubblewrap":  # a private tmpfs on /tmp
         code, _ = await sandboxed(f"echo x > {marker} && cat {marker}", project, backend)
-    else:  # the workspace is under /tmp: the command gets a TMPDIR of its own instead
-        command = f'echo x > "$TMPDIR/f" && cat "$TMPDIR/f" && ! echo x > {marker}'
+    else:  # the workspace is under /tmp: the command gets the project's .gm/tmp instead
+        own = os.path.realpath(project / ".gm" / "tmp")
+        command = f'[ "$TMPDIR" = {own} ] && echo x > "$TMPDIR/f" && ! echo x > {marker}'
         code, _ = await sandboxed(command, project, backend)
     assert code == 0
     assert not marker.exists()
@@ -319,3 +320,16 @@ def test_the_network_is_reachable_only_where_the_task_or_a_rule_allows_it(
         e["data"] for e in events if e["kind"] == "job.intent" and e["data"]["kind"] == "shell"
     ]
     assert intent["args"].get("network", False) is (reaches and "policy" in grant)
+
+
+def test_a_crowded_tmp_still_shows_the_workspace_to_bubblewrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gm_agent.jobs import sandbox
+
+    monkeypatch.setattr(sandbox, "_MAX_TMP_ENTRIES", 1)
+    workspace = tmp_path / "project"
+    top = str(workspace).split("/")[2]
+    bound = sandbox.bubblewrap_prefix(workspace, network=False)
+    assert f"/tmp/{top}" in bound  # kept even though only one entry fits
+    assert bound.count("--ro-bind-try") == 1
