@@ -36,6 +36,7 @@ from gm_agent.events import (
     RunStatusChanged,
     SandboxProbed,
     ScheduleArmed,
+    SchemeStepSkipped,
     ToolCalled,
     ToolReturned,
     TriggerFired,
@@ -115,6 +116,13 @@ def progress_line(event: Event) -> str | None:
             return f"! {data.from_model} is failing ({_short(data.reason, 80)}); moving to {data.to_model}"
         case JobAmbiguous():
             return f"  ? {data.message}"
+        case JobIntent() if isinstance(data.args.get("step"), str):  # a scheme step
+            return f"▸ {data.args['step']} ({data.job_kind})"
+        case JobResult() if "/scheme/" in data.key:
+            mark = "✓" if data.ok else "✗"
+            return f"  {mark} {_short(data.error or data.output.strip() or 'done', 100)}"
+        case SchemeStepSkipped():
+            return f"▸ {data.step} skipped: {_short(data.reason, 100)}"
         case JobAttemptFailed():
             return f"  ↻ attempt {data.attempt} failed ({_short(data.error, 80)}); retrying in {data.retry_in_ms} ms"
         case RunFinished():
@@ -199,6 +207,8 @@ def event_gist(event: Event) -> str:
             gist = f"{data.path} {data.status}: {data.reason}"
         case ScheduleArmed():
             gist = f"{data.trigger} ({data.schedule}) next at {data.next_at}"
+        case SchemeStepSkipped():
+            gist = f"{data.step}: {data.reason}"
         case RunInterrupt() | RunCancel():
             gist = f"by {data.by}" + (f": {data.reason}" if data.reason else "")
         case ContextLoaded():
@@ -206,6 +216,8 @@ def event_gist(event: Event) -> str:
             gist = ", ".join(shown) or "no file"
             if data.skipped:
                 gist += "; skipped: " + "; ".join(data.skipped)
+            if data.skills:
+                gist += f"; {len(data.skills)} skills offered"
         case ContextCompacted():
             gist = (
                 f"~{data.tokens_before} -> ~{data.tokens_after} of {data.window_tokens} tokens "

@@ -6,6 +6,8 @@ Every error gm_agent raises on purpose derives from :class:`GmAgentError`::
     ├── UserError                 misuse the user can fix (exit code 2)
     │   ├── ConfigError           gm.toml, environment or --model is wrong
     │   ├── TaskFileError         task.md cannot be read or parsed (names the line)
+    │   ├── SchemeError           a scheme or its parameters are invalid (names file and line)
+    │   ├── SkillError            a SKILL.md is invalid, or no skill has the name
     │   ├── RunNotFound           a RUN argument matches no run, or several
     │   └── RunLeased             another live process is executing the run
     ├── JournalError              the journal cannot be used
@@ -61,7 +63,9 @@ __all__ = [
     "ReplayDivergence",
     "RunLeased",
     "RunNotFound",
+    "SchemeError",
     "ScriptExhausted",
+    "SkillError",
     "Superseded",
     "TaskFileError",
     "ToolError",
@@ -96,6 +100,48 @@ class TaskFileError(UserError):
     def __init__(self, path: str, message: str, line: int | None = None) -> None:
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
+class SkillError(UserError):
+    """A skill cannot be used: its ``SKILL.md`` breaks the agentskills.io format,
+    or no skill has the name asked for.
+
+    Attributes:
+        path: the ``SKILL.md`` (or folder) at fault, if one is.
+        line: 1-based line in that file where the problem is, if known.
+        field: the front matter key at fault (``name``, ``description``, ...), if one is.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        where = f"{path}:{line}: " if path and line is not None else f"{path}: " if path else ""
+        key = f"front matter {field!r}: " if field else ""
+        super().__init__(f"{where}{key}{message}")
+        self.path = path
+        self.line = line
+        self.field = field
+
+
+class SchemeError(UserError):
+    """A scheme cannot be found, read or validated, its parameters are wrong, or
+    one of its templates cannot be rendered.
+
+    Attributes:
+        path: the scheme file (or the scheme's name when it has no file), if known.
+        line: 1-based line number in the file where the problem is, if known.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        where = f"{path}:{line}: " if path and line is not None else f"{path}: " if path else ""
+        super().__init__(f"{where}{message}")
         self.path = path
         self.line = line
 

@@ -60,6 +60,7 @@ __all__ = [
     "RunStatusChanged",
     "SandboxProbed",
     "ScheduleArmed",
+    "SchemeStepSkipped",
     "TerminalStatus",
     "TokenUsage",
     "ToolCallData",
@@ -186,6 +187,12 @@ class RunCreated(_Frozen):
     """Models to move to, in order, when ``model``'s provider fails (``models =``)."""
     trigger: str | None = None
     """The trigger that started the run (its ``trigger.fired`` holds the payload)."""
+    scheme: dict[str, JsonValue] | None = None
+    """A scheme run's procedure, frozen when the run was created so a resume runs
+    exactly it: ``{name, path, sha256, text, params, subschemes}`` (see
+    ``gm_agent.kernel.SchemeRecord``); ``None`` for a task run."""
+    parent_run: str | None = None
+    """The scheme run this run is a step of (an ``agent`` step, or a ``fallback``)."""
 
 
 class RunStatusChanged(_Frozen):
@@ -585,8 +592,9 @@ class ContextLoaded(_Frozen):
     """Project context files were read for the run's system prompt.
 
     ``text`` is the section exactly as the model sees it (so a resumed or replayed
-    run sees what the first process saw, whatever the files say now); ``skipped``
-    says which files or imports were left out, and why.
+    run sees what the first process saw, whatever the files say now), ending with
+    the skill catalogue when the run may call ``load_skill``; ``skipped`` says
+    which files or imports were left out, and why.
     """
 
     kind: Literal["context.loaded"] = "context.loaded"
@@ -594,6 +602,8 @@ class ContextLoaded(_Frozen):
     files: tuple[ContextFile, ...]
     text: str
     skipped: tuple[str, ...] = ()
+    skills: tuple[str, ...] = ()
+    """The skills the catalogue at the end of ``text`` offers, as ``name (source)``."""
 
 
 class ContextCompacted(_Frozen):
@@ -672,6 +682,16 @@ class WebhookRejected(_Frozen):
     delivery_id: str | None = None
 
 
+class SchemeStepSkipped(_Frozen):
+    """A scheme step did not run: its ``when`` rendered false, or a step it depends
+    on did not succeed (``reason`` says which). Steps that run are jobs instead."""
+
+    kind: Literal["scheme.step_skipped"] = "scheme.step_skipped"
+    v: int = 1
+    step: str
+    reason: str
+
+
 class RunFinished(_Frozen):
     """A run reached a terminal status, with a summary (success) or an error."""
 
@@ -715,6 +735,7 @@ AnyEventData = Annotated[
     | TriggerFired
     | ScheduleArmed
     | WebhookRejected
+    | SchemeStepSkipped
     | RunFinished,
     Field(discriminator="kind"),
 ]

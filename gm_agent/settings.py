@@ -35,9 +35,9 @@ import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import Annotated, Literal, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from gm_agent.errors import ConfigError
 
@@ -227,15 +227,30 @@ _TRIGGER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class _Trigger(_Section):
-    """What every trigger has: a name, the task it runs, and how it runs it.
+    """What every trigger has: a name, the task (or scheme) it runs, and how it runs it.
 
+    ``scheme`` (a scheme's name, instead of ``task``) runs that scheme with
+    ``params`` (``-p`` values: strings are converted to the declared types).
     ``approvals``: ``stop`` (the default; unattended, a needed approval stops the
     run as waiting) or ``yes`` (approve everything the rules ask about).
     ``max_concurrent``: runs of this trigger at once; a firing past it is skipped.
     """
 
     name: str = Field(pattern=_TRIGGER_NAME)
-    task: str = Field(min_length=1)
+    task: str = ""
+    scheme: str | None = Field(default=None, min_length=1)
+    params: dict[str, JsonValue] = Field(default_factory=dict[str, JsonValue])
+
+    @model_validator(mode="after")
+    def _task_or_scheme(self) -> Self:
+        if bool(self.task) == bool(self.scheme):
+            raise ValueError(
+                "a trigger names either a task (task = ...) or a scheme (scheme = ...)"
+            )
+        if self.params and not self.scheme:
+            raise ValueError("params are for a scheme trigger (scheme = ...)")
+        return self
+
     model: str | None = None
     approvals: Literal["stop", "yes"] = "stop"
     max_concurrent: int = Field(default=1, ge=1)

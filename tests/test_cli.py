@@ -196,3 +196,19 @@ def test_run_tui_says_at_once_why_its_background_run_did_not_start(workspace: Pa
     assert started.returncode == 2
     assert "the run did not start (gm run exited with 2)" in started.stderr
     assert "nope" in started.stderr and ".gm/logs/run-" in started.stderr
+
+
+def test_a_chosen_run_id_is_a_ulid_in_any_case_and_kept_in_canonical_form() -> None:
+    from gm_agent.kernel import checked_run_id
+
+    assert checked_run_id("01m7zwx1aavk6pkw5v20ssqwhd") == "01M7ZWX1AAVK6PKW5V20SSQWHD"
+    assert checked_run_id(None) is None
+
+
+def test_run_tui_refuses_a_run_id_that_is_not_a_ulid_before_starting_anything(
+    workspace: Path,
+) -> None:
+    write_task(workspace / "task.md", "Finish.", model="scripted:moves.yaml")
+    refused = gm("run", "task.md", "--tui", "--run-id", "run-1", cwd=workspace, timeout=30)
+    assert refused.returncode == 2 and "is not a ULID" in refused.stderr
+    assert not (workspace / ".gm" / "logs").exists()

@@ -12,9 +12,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gm_agent"
 
 LAYERS = {
     0: {"events", "errors", "clock", "settings", "faults", "_bulk", "__init__"},
-    1: {"journal", "llm", "jobs", "patches", "tools", "policy", "skills"},
+    1: {"journal", "llm", "jobs", "patches", "tools", "policy", "skills", "schemes"},
     2: {"kernel"},
-    3: {"triggers", "tui", "cli", "_render", "_export", "_doctor", "__main__"},
+    3: {"triggers", "tui", "cli", "_render", "_export", "_doctor", "_learn", "__main__"},
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 
@@ -61,6 +61,9 @@ def test_imports_only_go_downward(path: Path) -> None:
         "gm_agent.patches",
         "gm_agent.tools",
         "gm_agent.settings",
+        "gm_agent.skills",
+        "gm_agent.schemes",
+        "gm_agent.tui",
     ],
 )
 def test_every_name_in_all_exists(name: str) -> None:

@@ -143,6 +143,9 @@ def test_undo_of_one_patch_reverts_it_alone_and_refuses_one_a_later_patch_built_
         refused.returncode == 2 and "two.txt" in refused.stderr
     )  # the third patch changed it since
     assert (workspace / "two.txt").read_text() == "22\n"
+    forced = gm("undo", "last", "--patch", patches[1], "--force", cwd=workspace)
+    assert forced.returncode == 2 and f"patch {patches[2]} changed 'two.txt'" in forced.stderr
+    assert (workspace / "two.txt").read_text() == "22\n"  # even forced: undo the later one first
 
     undone = gm("undo", "last", "--patch", patches[0][:20], cwd=workspace)  # a unique prefix
     assert undone.returncode == 0, undone.stderr

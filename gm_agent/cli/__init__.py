@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from gm_agent import __version__
-from gm_agent.cli import _changes, _control, _history, _runs, _serve, _tui
+from gm_agent.cli import _changes, _control, _history, _runs, _schemes, _serve, _skills, _tui
 
 __all__ = ["main"]
 
@@ -53,7 +53,9 @@ for command in (
     _history.replay,
     _history.fork,
     _history.compare,
+    _schemes.scheme,
     _serve.serve,
+    _skills.skills,
     _tui.tui,
 ):
     main.add_command(command)

@@ -38,7 +38,7 @@ def serve(ctx: click.Context, port: int | None) -> None:
                 or ", ".join(getattr(trigger, "paths", ()))
             )
             click.echo(
-                f"gm serve: {trigger.on} trigger {trigger.name!r} ({where}) runs {trigger.task}",
+                f"gm serve: {trigger.on} trigger {trigger.name!r} ({where}) runs {trigger.task or f'scheme {trigger.scheme}'}",
                 err=True,
             )
         if not serving.triggers:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -27,14 +28,15 @@ def workspace_of(ctx: click.Context) -> Path:
     return Path(ctx.obj["workspace"]).resolve()
 
 
-def run_async(function: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine function; turn gm_agent errors into a message and an exit code."""
-    import anyio
-
+@contextmanager
+def exits_on_errors() -> Generator[None]:
+    """Turn gm_agent errors raised inside into ``gm: MESSAGE`` on stderr and an
+    exit code: 2 for a :class:`~gm_agent.errors.UserError`, 1 for any other
+    :class:`~gm_agent.errors.GmAgentError`, 130 for Ctrl-C."""
     from gm_agent.errors import GmAgentError, UserError
 
     try:
-        return anyio.run(function)
+        yield
     except UserError as exc:
         click.echo(f"gm: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -47,6 +49,16 @@ def run_async(function: Callable[[], Awaitable[T]]) -> T:
             err=True,
         )
         sys.exit(EXIT_INTERRUPTED)
+
+
+def run_async(function: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine function; gm_agent errors become a message and an exit
+    code (:func:`exits_on_errors`)."""
+    import anyio
+
+    with exits_on_errors():
+        return anyio.run(function)
+    raise AssertionError("unreachable")  # pragma: no cover (for the type checker)
 
 
 async def open_journal(workspace: Path) -> Journal:

@@ -42,19 +42,34 @@ def tui(ctx: click.Context, run_ref: str | None) -> None:
 
 def run_in_tui(workspace: Path, task: Path, options: list[str], run_id: str | None) -> None:
     """Start ``gm run TASK`` in the background (waiting for approvals from the
-    TUI) with a run id chosen here, wait until it is journaled, then open the TUI
-    on it (``run_id``: a ULID the caller chose). A run that exits before it is journaled (a malformed task, a wrong
-    model) is a usage error with what it said (its last ``gm:`` line).
+    TUI) with a run id chosen here, wait until it is journaled, then open the
+    TUI on it.
+
+    Args:
+        workspace: the project directory.
+        task: the task file.
+        options: ``gm run`` options to pass on.
+        run_id: a ULID the caller chose (any case), else a new one.
+
+    Raises:
+        click.UsageError: ``run_id`` is not a ULID; or the run exited before it was journaled (a malformed
+            task, a wrong model), with what it said (its last ``gm:`` line).
+        click.ClickException: it was not journaled within ``STARTUP_S``
+            seconds; the child is killed, so no run waits unseen.
     """
     from gm_agent.clock import SystemClock
-    from gm_agent.errors import JournalError
+    from gm_agent.errors import JournalError, UserError
     from gm_agent.journal import Journal
+    from gm_agent.kernel import checked_run_id
     from gm_agent.tui import GmApp
     from gm_agent.tui._actions import start_run
     from gm_agent.tui._spawn import Children
 
     clock = SystemClock()
-    run_id = run_id or clock.new_id()
+    try:
+        run_id = checked_run_id(run_id) or clock.new_id()
+    except UserError as exc:
+        raise click.UsageError(str(exc)) from exc
     children = Children(workspace, os.environ)
     child = start_run(children, task, options, run_id)
     path = workspace / ".gm" / "journal.db"
@@ -76,6 +91,7 @@ def run_in_tui(workspace: Path, task: Path, options: list[str], run_id: str | No
                     f"{child.gist() or 'no output'}; the whole output is in {child.log}"
                 )
             if waited >= STARTUP_S:
+                child.process.kill()  # with the run never shown, it would wait for no one
                 raise click.ClickException(
                     f"the run did not start in {STARTUP_S:.0f} s; see {child.log}"
                 )

@@ -12,6 +12,7 @@ from gm_agent.kernel._fork import fork_run
 from gm_agent.kernel._replay import ReplayProblem, ReplayReport, replay_recorded, replay_run
 from gm_agent.kernel._run import (
     RunPlan,
+    checked_run_id,
     create_run,
     kernel_for,
     model_pool,
@@ -20,6 +21,9 @@ from gm_agent.kernel._run import (
     resume_run,
     run_task,
 )
+from gm_agent.kernel._scheme_kernel import SchemeKernel, execute_scheme
+from gm_agent.kernel._scheme_record import SchemeRecord, scheme_record_of
+from gm_agent.kernel._scheme_run import create_scheme_run, plan_scheme, run_scheme, scheme_model
 from gm_agent.kernel._steer import Steered, cancel_run, interrupt_run, send_message
 from gm_agent.kernel._undo import FileDiff, UndoReport, redo_run, run_diff, undo_run
 from gm_agent.kernel.context import build_request
@@ -62,6 +66,8 @@ __all__ = [
     "RunPlan",
     "RunState",
     "RunSummary",
+    "SchemeKernel",
+    "SchemeRecord",
     "Steered",
     "StepView",
     "TaskSpec",
@@ -71,9 +77,12 @@ __all__ = [
     "build_request",
     "cancel_run",
     "check_transition",
+    "checked_run_id",
     "compare_runs",
     "create_run",
+    "create_scheme_run",
     "evolve",
+    "execute_scheme",
     "fold",
     "fork_run",
     "history",
@@ -85,13 +94,17 @@ __all__ = [
     "next_action",
     "parse_task",
     "plan_run",
+    "plan_scheme",
     "redo_run",
     "replay_recorded",
     "replay_run",
     "resumable_runs",
     "resume_run",
     "run_diff",
+    "run_scheme",
     "run_task",
+    "scheme_model",
+    "scheme_record_of",
     "send_message",
     "undo_run",
 ]

@@ -31,6 +31,7 @@ from gm_agent.kernel._core import spec_of
 from gm_agent.kernel._decide import INTERRUPTED, cancel_error, shell_job_key
 from gm_agent.kernel.state import PatchView
 from gm_agent.policy import network_rule
+from gm_agent.skills import skill_dirs
 from gm_agent.tools import FileWrite, Finish, Reply, ShellCommand, ToolContext
 
 AMBIGUOUS_MESSAGE = (
@@ -174,7 +175,9 @@ class ToolCalls(Steerable):
                 cause,
                 malformed=True,
             )
-        context = ToolContext(Path(self._state.workspace), self._settings.tools)
+        workspace = Path(self._state.workspace)
+        skills = tuple(skill_dirs(workspace, self._environ))
+        context = ToolContext(workspace, self._settings.tools, skills)
         try:
             outcome = await tool.call(context, dict(call.args))
         except ToolError as exc:
@@ -236,7 +239,7 @@ class ToolCalls(Steerable):
             await self._reply(call, ok, output, cause)
             return
         if patch is not None:  # applied (or conflicted) before the stop: its record stands
-            await self._reply(call, patch.status == "applied", _patch_reply(patch), cause)
+            await self._reply(call, patch.status == "applied", patch_reply(patch), cause)
             return
         await self._carry_out(call, index, cause)  # nothing started: reads, finish
 
@@ -284,7 +287,8 @@ class ToolCalls(Steerable):
         return await self._writer().shell(spec, cause)
 
 
-def _patch_reply(patch: PatchView) -> str:
+def patch_reply(patch: PatchView) -> str:
+    """What a recorded patch says of itself: its files and operations, or its conflict."""
     if patch.status == "conflict":
         return "the files changed on disk since they were read; read them again"
     return "; ".join(f"{f.op} {f.path}" for f in patch.files)

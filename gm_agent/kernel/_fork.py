@@ -32,6 +32,7 @@ from gm_agent.kernel._run import (
     open_existing,
     require_workspace,
 )
+from gm_agent.kernel._scheme_record import scheme_record_of
 from gm_agent.kernel.loop import EventObserver, RunOutcome
 from gm_agent.kernel.state import Folder, RunState
 from gm_agent.policy import Redactor
@@ -108,6 +109,25 @@ async def _require_forkable(journal: Journal, parent_id: str, workspace: Path) -
         )
 
 
+async def _refuse_scheme_run(journal: Journal, run_id: str) -> None:
+    """Refuse a scheme run (or a fork of one): a fork goes on with the model's
+    conversation, and a scheme run has none; its steps are the procedure's.
+
+    Raises:
+        UserError: saying how to run the scheme again instead.
+    """
+    root = (await lineage(journal, run_id))[-1][0]
+    record = await scheme_record_of(journal, root)
+    if record is None:
+        return
+    raise UserError(
+        f"run {run_id} is a run of the scheme {record.scheme.name!r}, and a fork would go on "
+        "as a free model run without its steps; to change what it did, `gm undo "
+        f"{run_id}` and run the scheme again (`gm scheme run {record.scheme.name} ...`); to "
+        "go on from a step that stopped, `gm resume` it"
+    )
+
+
 async def fork_run(
     workspace: Path,
     run_ref: str,
@@ -138,14 +158,16 @@ async def fork_run(
 
     Raises:
         RunNotFound: no such run.
-        UserError: ``at_seq`` is not a safe point of the parent, or a file to restore
-            was edited since (without ``force``); nothing is recorded then.
+        UserError: ``at_seq`` is not a safe point of the parent, a file to restore
+            was edited since (without ``force``), or the parent is a scheme run;
+            nothing is recorded then.
     """
     clock = clock or SystemClock()
     workspace = Path(await anyio.Path(workspace).resolve())
     settings = load_settings(workspace, environ)
     async with await open_existing(settings, clock) as journal:
         parent_id = await journal.resolve_run(run_ref)
+        await _refuse_scheme_run(journal, parent_id)
         await _require_forkable(journal, parent_id, workspace)
         state = await _fork_point(journal, parent_id, at_seq)
         plan = await plan_restore(journal, workspace, parent_id, at_seq)

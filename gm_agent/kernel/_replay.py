@@ -47,6 +47,8 @@ from gm_agent.kernel._decide import (
     next_action,
     shell_job_key,
 )
+from gm_agent.kernel._scheme_record import scheme_record_of
+from gm_agent.kernel._scheme_replay import replay_scheme
 from gm_agent.kernel.context import build_request
 from gm_agent.kernel.state import TERMINAL, Folder, RunState
 from gm_agent.tools import ShellCommand, ToolRegistry
@@ -174,13 +176,19 @@ async def replay_recorded(journal: Journal, run_id: str, registry: ToolRegistry)
     the current code decides what it would do from the state folded so far, with
     model replies and job results served from the journal. Only the first
     difference is reported (after it, the record and the code no longer share a
-    past).
+    past). A scheme run's step jobs are checked against its recorded scheme
+    instead (:mod:`~gm_agent.kernel._scheme_replay`).
 
     Raises:
         JournalError: the journal cannot be read.
     """
     report = ReplayReport(run_id)
     report.events = await history(journal, run_id)
+    record = await scheme_record_of(journal, run_id)
+    if record is not None:  # its decisions are its steps' jobs
+        report.state_hash, problem = await replay_scheme(journal, record, report.events)
+        report.problems += [ReplayProblem(*problem)] if problem else []
+        return report
     folder = Folder()
     decided: Action | None = None
     for event in report.events:

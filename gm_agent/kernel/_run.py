@@ -23,17 +23,21 @@ from gm_agent.journal import Journal
 from gm_agent.kernel._approvals import ApprovalMode
 from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel._project_context import load_project_context
+from gm_agent.kernel._scheme_kernel import execute_scheme
+from gm_agent.kernel._scheme_record import parent_run_of, scheme_record_of
 from gm_agent.kernel.loop import EventObserver, Kernel, RunOutcome
 from gm_agent.kernel.state import TERMINAL, RunState
 from gm_agent.kernel.task import TaskSpec, load_task
 from gm_agent.llm import Model, ModelPool, default_model_name, make_model
 from gm_agent.policy import Redactor
 from gm_agent.settings import BudgetSettings, Settings, load_settings
+from gm_agent.skills import SkillSet, catalog, discover_skills
 from gm_agent.tools import builtin_tools
 
 __all__ = [
     "RunPlan",
     "absolute_model",
+    "checked_run_id",
     "create_run",
     "kernel_for",
     "model_pool",
@@ -99,8 +103,10 @@ async def create_run(
     return run_id
 
 
-def _new_run_id(run_id: str | None) -> str | None:
-    """``run_id`` checked to be a ULID (what every other run id is).
+def checked_run_id(run_id: str | None) -> str | None:
+    """``run_id`` checked to be a ULID (what every other run id is), in its
+    canonical upper-case form (Crockford base32 is case-insensitive); ``None``
+    stays ``None``.
 
     Raises:
         UserError: it is not one.
@@ -180,7 +186,7 @@ async def run_task(
     workspace = Path(await anyio.Path(workspace).resolve())
     settings = load_settings(workspace, environ)
     plan = plan_run(load_task(task_path), settings, environ, model=model, max_steps=max_steps)
-    chosen_id = _new_run_id(run_id)
+    chosen_id = checked_run_id(run_id)
     pool = model_pool(settings, environ, Path.cwd())
     llm = pool.get(plan.model)
     try:
@@ -264,9 +270,11 @@ def plan_run(
     context = load_project_context(
         settings.workspace, cwd, names=settings.context.files, max_bytes=settings.context.max_bytes
     )
+    tools = builtin_tools().select(task.tools)  # an unknown tool fails before the run exists
+    if any(tool.name == "load_skill" for tool in tools):
+        context = with_skills(context, discover_skills(settings.workspace, environ))
     if context is not None:  # secrets never reach the journal or the model
         context = context.model_copy(update={"text": redactor.redact(context.text)})
-    builtin_tools().select(task.tools)  # an unknown tool fails before the run exists
     preferred = task.models or settings.models
     model_name = absolute_model(
         model
@@ -285,6 +293,21 @@ def plan_run(
         fallbacks=fallbacks,
         max_steps=max_steps or task.max_steps or settings.max_steps,
         context=context,
+    )
+
+
+def with_skills(context: ContextLoaded | None, skills: SkillSet) -> ContextLoaded | None:
+    """``context`` with the skill catalogue (names and descriptions) at its end;
+    ``None`` stays ``None`` when there are no skills either."""
+    listed = catalog(skills)
+    if not listed:
+        return context
+    base = context or ContextLoaded(files=(), text="")
+    return base.model_copy(
+        update={
+            "text": "\n\n".join(part for part in (base.text, listed) if part),
+            "skills": tuple(f"{s.name} ({s.source})" for s in skills),
+        }
     )
 
 
@@ -367,6 +390,10 @@ async def resume_run(
             limits = BudgetSettings.model_validate(dict(budget or {}))
             raised = BudgetRaised(max_steps=max_steps, budget=limits.model_dump(exclude_none=True))
             await journal.append([new_event(clock, run_id, "user", raised)])
+        if await scheme_record_of(journal, run_id) is not None:  # a scheme run: its steps
+            return await execute_scheme(
+                journal, run_id, settings, clock, environ, observer, approvals=approvals
+            )
         pool = model_pool(settings, environ, workspace)
         try:
             kernel = kernel_for(
@@ -385,12 +412,14 @@ async def resume_run(
 
 
 async def resumable_runs(workspace: Path, environ: Mapping[str, str]) -> list[str]:
-    """Ids of the runs ``gm resume --all`` takes over: paused or orphaned, oldest first."""
+    """Ids of the runs ``gm resume --all`` takes over: paused or orphaned, oldest
+    first; not the agent runs of a scheme's steps (resuming the scheme run drives them)."""
     settings = load_settings(workspace, environ)
     async with await Journal.open(settings.journal_path, create=False) as journal:
         rows = await journal.list_runs()
-    return [
-        row.run_id
-        for row in reversed(rows)
-        if row.status not in TERMINAL and (row.status == "paused" or row.orphaned)
-    ]
+        stopped = [
+            row.run_id
+            for row in reversed(rows)
+            if row.status not in TERMINAL and (row.status == "paused" or row.orphaned)
+        ]
+        return [run_id for run_id in stopped if await parent_run_of(journal, run_id) is None]

@@ -32,7 +32,8 @@ from gm_agent.journal import Journal, RunRow, new_owner
 from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel._decide import cancel_error
 from gm_agent.kernel._run import open_existing, resume_run
-from gm_agent.kernel.state import TERMINAL, fold
+from gm_agent.kernel._scheme_record import agent_runs_of
+from gm_agent.kernel.state import TERMINAL, RunState, fold
 from gm_agent.policy import Redactor
 from gm_agent.settings import load_settings
 
@@ -159,7 +160,8 @@ async def cancel_run(
     for that (up to :data:`SETTLE_S`). A run no process executes is finished here,
     under its lease; if a crash cut a call off, a kernel first settles it (a
     command becomes ``job.ambiguous`` with a patch for what it changed), running
-    nothing again.
+    nothing again. A scheme run's agent runs that have not ended are cancelled
+    with it.
 
     Raises:
         RunNotFound: no such run.
@@ -185,7 +187,8 @@ async def cancel_run(
             return Steered(run_id, True, await _settle(journal, run_id, TERMINAL, clock))
         try:
             state, _ = await load_state(journal, run_id)
-            if state.at_rest():  # nothing cut off: finish it here
+            if state.at_rest() and not await _agent_runs_going(journal, state):
+                # Nothing cut off, no agent run of its steps to cancel too: finish it here.
                 datas: list[AnyEventData] = [
                     RunStatusChanged.between(state.status, "cancelled", reason),
                     RunFinished(status="cancelled", error=cancel_error(reason)),
@@ -197,6 +200,15 @@ async def cancel_run(
             await journal.append([cancel], lease_owner=owner)
         finally:
             await journal.release_lease(run_id, owner)
-    # A crash cut something off: a kernel settles it (job.ambiguous, patches), then ends.
+    # A crash cut something off: a kernel settles it (job.ambiguous, patches), then ends
+    # (a scheme run's kernel cancels its steps' agent runs too).
     outcome = await resume_run(run_id, workspace=Path(workspace), environ=environ, clock=clock)
     return Steered(run_id, False, outcome.status)
+
+
+async def _agent_runs_going(journal: Journal, state: RunState) -> bool:
+    """Whether a scheme run has an agent run (a step's, the fallback's) not ended."""
+    for child in await agent_runs_of(journal, state):
+        if (await journal.get_run(child)).status not in TERMINAL:
+            return True
+    return False

@@ -1,5 +1,9 @@
 """``gm diff``, ``gm undo`` and ``gm redo``: a run's net change, reverted and re-applied.
 
+A scheme run's change includes what its agent steps' runs (and its fallback's)
+changed: they are part of what the scheme did, so all three take them in, in the
+order the patches were applied.
+
 Undo reverts the run's applied patches newest first, each as a journaled
 ``patch.reverted`` carrying the inverse patch, after checking that every file is
 still as the run left it: a file the user edited since is named and nothing is
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -24,6 +28,7 @@ from gm_agent.events import FileChange, PatchReapplied, PatchReverted, new_event
 from gm_agent.journal import DEFAULT_LEASE_S, Journal, new_owner
 from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel._restore import net_changes
+from gm_agent.kernel._scheme_record import agent_runs_of
 from gm_agent.kernel.state import PatchView, RunState
 from gm_agent.patches import (
     PlannedChange,
@@ -76,7 +81,11 @@ async def run_diff(workspace: Path, run_ref: str, environ: Mapping[str, str]) ->
     """The net change run ``run_ref`` made to the workspace, file by file (reverted patches excluded)."""
     async with await _open(workspace, environ, read_only=True) as journal:
         state, _ = await load_state(journal, await journal.resolve_run(run_ref))
-        applied = [p for p in state.patches if p.status == "applied"]
+        states = [
+            state,
+            *[(await load_state(journal, c))[0] for c in await agent_runs_of(journal, state)],
+        ]
+        applied = [p for p in _in_applied_order(states) if p.status == "applied"]
         blobs = await _blobs(journal, applied)
     changes = [change for patch in applied for change in _changes(patch, blobs)]
     diffs: list[FileDiff] = []
@@ -96,35 +105,56 @@ async def run_diff(workspace: Path, run_ref: str, environ: Mapping[str, str]) ->
 
 @dataclass(frozen=True)
 class _HeldRun:
-    """A run taken for an undo or redo: its journal, id, folded state, and our owner id."""
+    """A run taken for an undo or redo: its journal, id, folded state, our owner id,
+    and its patches and its agent runs' (see the module docstring) in applied order,
+    with the run each belongs to (``run_of``, by patch id)."""
 
     journal: Journal
     run_id: str
     state: RunState
     owner: str
+    patches: tuple[PatchView, ...] = ()
+    run_of: Mapping[str, str] = field(default_factory=dict[str, str])
 
 
 @asynccontextmanager
 async def _held_run(
     workspace: Path, run_ref: str, environ: Mapping[str, str], clock: Clock
 ) -> AsyncGenerator[_HeldRun, None]:
-    """Hold run ``run_ref``'s lease and the workspace writer lock, for a settled run.
+    """Hold run ``run_ref``'s lease (and its agent runs') and the workspace writer
+    lock, for a settled run.
 
     Raises:
-        RunLeased: the run is being executed right now.
+        RunLeased: the run (or one of its agent runs) is being executed right now.
         UserError: a crash stopped it mid-change (resume it first).
     """
     async with await _open(workspace, environ) as journal:
         run_id = await journal.resolve_run(run_ref)
         owner = new_owner(clock.new_id())
-        await journal.acquire_lease(run_id, owner, DEFAULT_LEASE_S * 6)
-        try:
-            state, _ = await load_state(journal, run_id)
+        held: list[str] = []
+
+        async def take(member: str) -> RunState:
+            await journal.acquire_lease(member, owner, DEFAULT_LEASE_S * 6)
+            held.append(member)
+            state, _ = await load_state(journal, member)
             _require_settled(state)
+            return state
+
+        try:
+            state = await take(run_id)
+            states = [state, *[await take(c) for c in await agent_runs_of(journal, state)]]
+            patches = tuple(_in_applied_order(states))
+            run_of = {p.patch_id: s.run_id for s in states for p in s.patches}
             async with WriterLock(workspace / GM_DIR / "writer.lock", owner, clock):
-                yield _HeldRun(journal, run_id, state, owner)
+                yield _HeldRun(journal, run_id, states[0], owner, patches, run_of)
         finally:
-            await journal.release_lease(run_id, owner)
+            for member in held:
+                await journal.release_lease(member, owner)
+
+
+def _in_applied_order(states: Sequence[RunState]) -> list[PatchView]:
+    """The patches of ``states`` in the order they were first applied (journal seq)."""
+    return sorted((p for s in states for p in s.patches), key=lambda p: p.applied_seq)
 
 
 def _require_settled(state: RunState) -> None:
@@ -170,10 +200,12 @@ async def undo_run(
     workspace = Path(await anyio.Path(workspace).resolve())
     async with _held_run(workspace, run_ref, environ, clock) as held:
         targets = [
-            p for p in held.state.patches if p.status == "applied" and p.applied_seq > (to_seq or 0)
+            p for p in held.patches if p.status == "applied" and p.applied_seq > (to_seq or 0)
         ]
         if patch is not None:
+            applied = targets
             targets = _one_patch(held.run_id, targets, patch)
+            _refuse_built_on(targets[0], applied)
         if not targets:
             raise UserError(f"run {held.run_id} has no applied changes to undo")
         undo_id = clock.new_id()
@@ -188,9 +220,30 @@ async def undo_run(
             event = PatchReverted(
                 patch_id=target.patch_id, undo_id=undo_id, files=records, forced=force
             )
-            await held.journal.append([new_event(clock, held.run_id, "user", event)])
+            owner = held.run_of[target.patch_id]
+            await held.journal.append([new_event(clock, owner, "user", event)])
         patches = tuple(p.patch_id for p in reversed(targets))
         return UndoReport(held.run_id, undo_id, patches, tuple(dict.fromkeys(files)))
+
+
+def _refuse_built_on(target: PatchView, applied: Sequence[PatchView]) -> None:
+    """Refuse to revert ``target`` alone when a later applied patch changed one of
+    its files: even forced, that later patch would stay recorded as applied with
+    its bytes gone, and every later undo of the run would conflict.
+
+    Raises:
+        UserError: naming the later patch and the file.
+    """
+    mine = {f.path for f in target.files}
+    for later in applied:
+        if later.applied_seq > target.applied_seq:
+            shared = sorted(mine & {f.path for f in later.files})
+            if shared:
+                raise UserError(
+                    f"patch {later.patch_id} changed {shared[0]!r} after patch "
+                    f"{target.patch_id}; undo it first (`gm undo --patch {later.patch_id[:10]}`), "
+                    f"or undo the run back to before it with --to"
+                )
 
 
 def _one_patch(run_id: str, applied: Sequence[PatchView], ref: str) -> list[PatchView]:
@@ -224,7 +277,7 @@ async def redo_run(
     clock = clock or SystemClock()
     workspace = Path(await anyio.Path(workspace).resolve())
     async with _held_run(workspace, run_ref, environ, clock) as held:
-        reverted = [p for p in held.state.patches if p.status == "reverted"]
+        reverted = [p for p in held.patches if p.status == "reverted"]
         if not reverted:
             raise UserError(f"run {held.run_id} has nothing to redo: no undo is in effect")
         undo_id = max(reverted, key=lambda p: p.seq).undo_id or ""
@@ -239,7 +292,8 @@ async def redo_run(
             event = PatchReapplied(
                 patch_id=patch.patch_id, undo_id=undo_id, files=records, forced=force
             )
-            await held.journal.append([new_event(clock, held.run_id, "user", event)])
+            owner = held.run_of[patch.patch_id]
+            await held.journal.append([new_event(clock, owner, "user", event)])
         patches = tuple(p.patch_id for p in targets)
         return UndoReport(held.run_id, undo_id, patches, tuple(dict.fromkeys(files)))
 

@@ -5,15 +5,14 @@ workspace writer lock:
 
 - a file write is checked against what the tool read (else ``patch.conflict``),
   then ``patch.intent`` (both contents as blobs), the write, ``patch.applied``;
-- a shell command runs between two workspace snapshots; the contents the
-  command could change are stored as blobs before it starts, and what it changed
-  is recorded as a ``patch.applied`` (source ``job``) in the same commit as its
-  ``job.result``.
+- a shell command runs between two workspace snapshots, and what it changed is
+  a ``patch.applied`` in the same commit as its ``job.result``
+  (:mod:`~gm_agent.kernel._shell_writer`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,21 +22,16 @@ import anyio.to_thread
 from gm_agent.clock import Clock
 from gm_agent.errors import PatchError
 from gm_agent.events import (
-    AnyEventData,
-    Event,
-    EventSource,
     FileChange,
     FileMismatch,
-    JobAmbiguous,
-    JobResult,
     PatchApplied,
     PatchConflict,
     PatchIntent,
 )
 from gm_agent.faults import crash_point
-from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, ShellSandbox, run_shell, scrub_env
+from gm_agent.jobs import ShellSandbox
 from gm_agent.journal import Journal
-from gm_agent.kernel.state import JobView
+from gm_agent.kernel._shell_writer import EmitFn, ShellWriter, shell_reply
 from gm_agent.patches import (
     PlannedChange,
     Snapshot,
@@ -45,30 +39,12 @@ from gm_agent.patches import (
     apply_changes,
     check_changes,
     complete_patch,
-    diff_snapshots,
-    drop_visibility_changes,
-    manifest_of,
     plan_write,
-    sha256_hex,
-    snapshot_from_manifest,
-    take_snapshot,
 )
 from gm_agent.settings import GM_DIR, ToolSettings
 from gm_agent.tools import FileWrite
 
 __all__ = ["EmitFn", "WorkspaceWriter", "shell_reply"]
-
-EmitFn = Callable[
-    [Sequence[AnyEventData], str | None, Iterable[bytes], EventSource | None],
-    Awaitable[list[Event]],
-]
-"""The kernel's commit: ``(datas, cause, blobs, source) -> committed events``."""
-
-
-def shell_reply(exit_code: int | None, error: str | None, output: str) -> str:
-    """What the model sees of a finished command: its exit code (or timeout), then its output."""
-    header = error if error and "timed out" in error else f"exit code {exit_code}"
-    return f"{header}\n{output}".rstrip("\n")
 
 
 def _mismatches(workspace: Path, changes: Sequence[PlannedChange]) -> list[FileMismatch]:
@@ -94,7 +70,7 @@ def _describe(files: Sequence[FileChange]) -> str:
     )
 
 
-class WorkspaceWriter:
+class WorkspaceWriter(ShellWriter):
     """Carries out one run's file writes and shell commands as patches.
 
     Args:
@@ -268,129 +244,3 @@ class WorkspaceWriter:
                 None,
             )
         return True, _describe(files)
-
-    # -- shell commands --------------------------------------------------------
-
-    async def shell(
-        self, spec: JobSpec, cause: str | None, *, intent_committed: bool = False
-    ) -> tuple[bool, str]:
-        """Run a shell job between two snapshots; ``(ok, text for the model)``."""
-        command = str(spec.args["command"])
-        timeout_s = float(spec.args["timeout_s"])  # type: ignore[arg-type]
-        sandbox = self._sandbox
-        if sandbox is not None and spec.args.get("network") is True:
-            sandbox = sandbox.with_network()  # a rule allowed it (see the loop's _shell)
-        try:
-            async with self._lock() as lock:
-                before, contents = await anyio.to_thread.run_sync(
-                    take_snapshot, self._workspace, self._snapshot
-                )
-                manifest = manifest_of(before)
-                # What the command may change, and the list of it, are durable before it runs.
-                await self._emit([], cause, [*contents.values(), manifest], None)
-                if not intent_committed:
-                    spec = replace(spec, before_snapshot=sha256_hex(manifest))
-
-                async def effect() -> JobOutcome:
-                    result = await run_shell(
-                        command,
-                        self._workspace,
-                        timeout_s=timeout_s,
-                        env=scrub_env(self._environ),
-                        output_cap_bytes=self._limits.shell_output_cap_bytes,
-                        sandbox=sandbox,
-                    )
-                    error = None
-                    if result.timed_out:
-                        error = f"timed out after {timeout_s:g} s; the command was killed"
-                    elif result.exit_code != 0:
-                        error = f"exit code {result.exit_code}"
-                    after, new = await anyio.to_thread.run_sync(
-                        take_snapshot, self._workspace, before
-                    )
-                    self._snapshot = after
-                    changes, uncovered = diff_snapshots(before, after)
-                    changes = await anyio.to_thread.run_sync(
-                        drop_visibility_changes, self._workspace, changes, lock.acquired_ns
-                    )
-                    output = self._redact(result.output)
-                    if uncovered:
-                        output += f"\n[gm: changes to {', '.join(uncovered)} are over the snapshot size cap and cannot be undone]"
-                    patch = PatchApplied(
-                        patch_id=self._clock.new_id(), call_id=spec.call_id, files=tuple(changes)
-                    )
-                    needed = {f.after_sha256 for f in changes}
-                    return JobOutcome(
-                        ok=error is None,
-                        output=output,
-                        error=error,
-                        exit_code=result.exit_code,
-                        extra=(patch,) if changes else (),
-                        blobs=tuple(data for sha, data in new.items() if sha in needed),
-                    )
-
-                async def emit(datas: Sequence[AnyEventData], blobs: Sequence[bytes]) -> None:
-                    await self._emit(datas, cause, blobs, "job")
-
-                try:
-                    outcome = await JobRunner(emit, self._clock).run(
-                        spec, effect, intent_committed=intent_committed
-                    )
-                except anyio.get_cancelled_exc_class():
-                    with anyio.CancelScope(
-                        shield=True
-                    ):  # what it changed before the stop is a patch
-                        await self._record_changes_since(before, spec.call_id, cause)
-                    raise
-        except PatchError as exc:  # the writer lock stayed taken
-            return False, str(exc)
-        return outcome.ok, shell_reply(outcome.exit_code, outcome.error, outcome.output)
-
-    async def _record_changes_since(
-        self, before: Snapshot, call_id: str | None, cause: str | None
-    ) -> None:
-        after, new = await anyio.to_thread.run_sync(take_snapshot, self._workspace, before)
-        self._snapshot = after
-        changes, _ = diff_snapshots(before, after)
-        if changes:
-            patch = PatchApplied(
-                patch_id=self._clock.new_id(), call_id=call_id, files=tuple(changes)
-            )
-            needed = {f.after_sha256 for f in changes}
-            blobs = [data for sha, data in new.items() if sha in needed]
-            await self._emit([patch], cause, blobs, "job")
-
-    async def recover_ambiguous(self, job: JobView, message: str, cause: str | None) -> None:
-        """Record a shell job a crash cut off: ``job.ambiguous``, and as a patch whatever
-        changed in the workspace since the snapshot taken just before it started.
-
-        The patch may include edits made by others during the stop; it is what
-        ``gm undo`` needs to restore the workspace byte for byte either way.
-        """
-        ambiguous = JobAmbiguous(
-            job_id=job.job_id, key=job.key, job_kind=job.job_kind, message=message
-        )
-        if job.before_snapshot is None:
-            await self._emit([ambiguous], cause, (), None)
-            return
-        manifest = await self._journal.get_blob(job.before_snapshot)
-        async with self._lock():
-            now, contents = await anyio.to_thread.run_sync(take_snapshot, self._workspace, None)
-            self._snapshot = now
-            changes, _ = diff_snapshots(snapshot_from_manifest(manifest), now)
-            extra: list[AnyEventData] = []
-            if changes:
-                patch_id = self._clock.new_id()
-                extra.append(
-                    PatchApplied(patch_id=patch_id, call_id=job.call_id, files=tuple(changes))
-                )
-            needed = {f.after_sha256 for f in changes}
-            blobs = [data for sha, data in contents.items() if sha in needed]
-            await self._emit([*extra, ambiguous], cause, blobs, "job")
-
-    async def served(self, result: JobResult) -> tuple[bool, str]:
-        """A recorded shell result as the model would have seen it (never re-run)."""
-        output = result.output
-        if result.output_blob is not None:
-            output = (await self._journal.get_blob(result.output_blob)).decode("utf-8", "replace")
-        return result.ok, shell_reply(result.exit_code, result.error, output)

@@ -204,27 +204,16 @@ class Kernel(ToolCalls, ModelRequests):
                 log.warning("could not renew the lease of run %s (%s); retrying", run_id, exc)
 
     async def _drive(self, run_id: str) -> RunOutcome:
-        self._state, self._stored_nodes = await load_state(self._journal, run_id)
-        self._seen_seq = self._state.last_seq
-        self._checkpointed = (self._state.step, self._clock.monotonic())
-        if self._state.status in ("succeeded", "failed", "cancelled"):
-            raise UserError(f"run {run_id} already {self._state.status}; nothing to resume")
+        """Load the run, take it over, then take the next action until it stops."""
+        await self._load(run_id)
         self._tools = {t.name: t for t in self._registry.select(self._state.tools)}
         if self._state.workspace:
             self._live = LiveTap(Path(self._state.workspace), run_id)
         try:
             if self._state.status == "created" and self._state.parent_id is not None:
                 await self._restore_fork()  # may end the run: files it cannot restore
-            if self._state.status in TERMINAL:
-                pass
-            elif self._state.status == "created":
-                await self._set_status("running")
-            else:
-                await self._emit([RunResumed(owner=self._owner, status=self._state.status)])
-                if self._state.status == "waiting" and self._state.pending_approval():
-                    await self._await_answer()
-                elif self._state.status != "running":
-                    await self._set_status("running", "resumed")
+            if self._state.status not in TERMINAL:
+                await self._take_over()
             if self._state.status == "running":
                 await self._probe_sandbox()
             while self._state.status == "running":
@@ -243,6 +232,29 @@ class Kernel(ToolCalls, ModelRequests):
             else self._state.waiting_reason
         )
         return RunOutcome(run_id, self._state.status, self._state.summary, self._state.error, needs)
+
+    async def _load(self, run_id: str) -> None:
+        """State = latest checkpoint + fold of the tail.
+
+        Raises:
+            UserError: the run already ended.
+        """
+        self._state, self._stored_nodes = await load_state(self._journal, run_id)
+        self._seen_seq = self._state.last_seq
+        self._checkpointed = (self._state.step, self._clock.monotonic())
+        if self._state.status in TERMINAL:
+            raise UserError(f"run {run_id} already {self._state.status}; nothing to resume")
+
+    async def _take_over(self) -> None:
+        """``created -> running``; a stopped run is resumed (``run.resumed``), and
+        one waiting for an approval waits on for the answer."""
+        if self._state.status == "created":
+            return await self._set_status("running")
+        await self._emit([RunResumed(owner=self._owner, status=self._state.status)])
+        if self._state.status == "waiting" and self._state.pending_approval():
+            await self._await_answer()
+        elif self._state.status != "running":
+            await self._set_status("running", "resumed")
 
     async def _probe_sandbox(self) -> None:
         """Learn how this machine confines shell commands, and journal it."""

@@ -48,6 +48,7 @@ from gm_agent.events import (
     RunStatusChanged,
     SandboxProbed,
     ScheduleArmed,
+    SchemeStepSkipped,
     TokenUsage,
     ToolCallData,
     ToolCalled,
@@ -585,6 +586,8 @@ class _Draft:
                 self.scalars["budget"] = {**budget, **data.budget}
             case TriggerFired() | ScheduleArmed() | WebhookRejected():
                 pass  # in a trigger's stream, not a run's
+            case SchemeStepSkipped():
+                pass  # a scheme's own record (gm_agent.kernel._scheme_record)
             case ModelFallback():
                 self.scalars["model"] = data.to_model
             case ContextLoaded():

@@ -27,6 +27,7 @@ Risk = Literal["safe", "elevated", "dangerous"]
 _BASE_RISK: dict[str, Risk] = {
     "read_file": "safe",
     "list_dir": "safe",
+    "load_skill": "safe",
     "search": "safe",
     "finish": "safe",
     "write_file": "elevated",

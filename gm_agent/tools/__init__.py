@@ -15,6 +15,7 @@ from gm_agent.tools._registry import (
 )
 from gm_agent.tools.files import FILE_TOOLS
 from gm_agent.tools.shell import CONTROL_TOOLS, SHELL_TOOLS
+from gm_agent.tools.skills import SKILL_TOOLS
 
 __all__ = [
     "PROTECTED_DIRS",
@@ -33,4 +34,4 @@ __all__ = [
 
 def builtin_tools() -> ToolRegistry:
     """A registry with gm's built-in tools, registered like any third party's would be."""
-    return ToolRegistry([*FILE_TOOLS, *SHELL_TOOLS, *CONTROL_TOOLS])
+    return ToolRegistry([*FILE_TOOLS, *SHELL_TOOLS, *SKILL_TOOLS, *CONTROL_TOOLS])

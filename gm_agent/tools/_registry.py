@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from gm_agent.errors import ToolError, UserError
 from gm_agent.llm import ToolSpec
 from gm_agent.settings import ToolSettings
+from gm_agent.skills import SkillSource
 
 __all__ = [
     "FileWrite",
@@ -71,10 +72,12 @@ Outcome = Reply | FileWrite | ShellCommand | Finish
 
 @dataclass(frozen=True)
 class ToolContext:
-    """What a tool may look at: the workspace root and the tool limits."""
+    """What a tool may look at: the workspace root, the tool limits, and the
+    folders skills are found in (``(source, folder)`` pairs, first one wins)."""
 
     workspace: Path
     limits: ToolSettings
+    skill_dirs: tuple[tuple[SkillSource, Path], ...] = ()
 
 
 Handler = Callable[[ToolContext, Any], Outcome]
@@ -141,6 +144,10 @@ class ToolRegistry:
         if tool.name in self._tools:
             raise UserError(f"a tool named {tool.name!r} is already registered")
         self._tools[tool.name] = tool
+
+    def args_models(self) -> dict[str, type[BaseModel]]:
+        """Each tool's argument model, by tool name."""
+        return {name: tool.args_model for name, tool in self._tools.items()}
 
     def names(self) -> list[str]:
         """Registered tool names, in registration order."""

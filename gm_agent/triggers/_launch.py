@@ -16,7 +16,7 @@ as nothing (Jinja2's ``ChainableUndefined``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -26,9 +26,19 @@ from pydantic import JsonValue
 
 from gm_agent.clock import Clock
 from gm_agent.errors import DuplicateEvent, GmAgentError, TaskFileError
-from gm_agent.events import EventSource, TriggerFired, TriggerKind, new_event
+from gm_agent.events import Event, EventSource, TriggerFired, TriggerKind, new_event
 from gm_agent.journal import Journal
-from gm_agent.kernel import kernel_for, load_task, model_pool, plan_run
+from gm_agent.kernel import (
+    create_scheme_run,
+    execute_scheme,
+    kernel_for,
+    load_task,
+    model_pool,
+    plan_run,
+    plan_scheme,
+    scheme_model,
+    scheme_record_of,
+)
 from gm_agent.policy import Redactor
 from gm_agent.settings import Settings, Trigger
 from gm_agent.triggers.schedule import stream_of
@@ -155,15 +165,7 @@ class Launcher:
                 await self._record(firing.fired(None, busy), stream, source)
                 return "busy", None
             try:
-                task = load_task(self.settings.workspace / trigger.task)
-                task = task.model_copy(update={"text": render_task(task.text, firing)})
-                plan = plan_run(
-                    task,
-                    self.settings,
-                    self.environ,
-                    model=trigger.model,
-                    cwd=self.settings.workspace,
-                )
+                create = self._planned(firing)
             except GmAgentError as exc:
                 log.warning("trigger %s cannot run its task: %s", trigger.name, exc)
                 await self._record(firing.fired(None, f"cannot run: {exc}"), stream, source)
@@ -173,9 +175,7 @@ class Launcher:
                 self.clock, stream, source, firing.fired(run_id), event_id=firing.event_id
             )
             try:
-                await plan.create(
-                    self.journal, self.clock, run_id=run_id, first=[fired], trigger=trigger.name
-                )
+                await create(run_id, fired)
             except DuplicateEvent as exc:
                 earlier = getattr(exc.existing, "data", None)
                 return "duplicate", earlier.started_run if isinstance(
@@ -185,6 +185,37 @@ class Launcher:
             self.executing.add(run_id)
         self.group.start_soon(self._execute, run_id, trigger)
         return "started", run_id
+
+    def _planned(self, firing: Firing) -> Callable[[str, Event], Awaitable[object]]:
+        """How to record the run ``firing`` starts (its task's, or its scheme's):
+        ``create(run_id, fired)``.
+
+        Raises:
+            GmAgentError: the task or scheme cannot be read or run (a bad file,
+                template or parameter, an unknown model).
+        """
+        trigger = firing.trigger
+        if trigger.scheme:
+            record = plan_scheme(self.settings.workspace, trigger.scheme, trigger.params)
+            model = scheme_model(record, self.settings, self.environ, trigger.model)
+            return lambda run_id, fired: create_scheme_run(
+                self.journal,
+                self.clock,
+                record,
+                model=model,
+                settings=self.settings,
+                first=[fired],
+                trigger=trigger.name,
+                run_id=run_id,
+            )
+        task = load_task(self.settings.workspace / trigger.task)
+        task = task.model_copy(update={"text": render_task(task.text, firing)})
+        plan = plan_run(
+            task, self.settings, self.environ, model=trigger.model, cwd=self.settings.workspace
+        )
+        return lambda run_id, fired: plan.create(
+            self.journal, self.clock, run_id=run_id, first=[fired], trigger=trigger.name
+        )
 
     async def _record(self, data: TriggerFired, stream: str, source: EventSource) -> None:
         await self.journal.append([new_event(self.clock, stream, source, data)])
@@ -223,11 +254,18 @@ class Launcher:
 
     async def _drive(self, run_id: str, trigger: Trigger | None) -> None:
         settings = self.settings
+        approvals = trigger.approvals if trigger is not None else "stop"
         pool = model_pool(settings, self.environ, settings.workspace)
         try:
             async with await Journal.open(
                 settings.journal_path, durability=settings.journal.durability, clock=self.clock
             ) as journal:
+                if await scheme_record_of(journal, run_id) is not None:
+                    outcome = await execute_scheme(
+                        journal, run_id, settings, self.clock, self.environ, approvals=approvals
+                    )
+                    log.info("run %s %s", run_id, outcome.status)
+                    return
                 state_model = (await journal.get_run(run_id)).model
                 kernel = kernel_for(
                     journal,
@@ -236,7 +274,7 @@ class Launcher:
                     self.clock,
                     self.environ,
                     None,
-                    approvals=trigger.approvals if trigger is not None else "stop",
+                    approvals=approvals,
                     models=pool,
                 )
                 outcome = await kernel.execute(run_id)

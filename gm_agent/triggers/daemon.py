@@ -81,7 +81,7 @@ def find_triggers(settings: Settings) -> tuple[Trigger, ...]:
         if repeated:
             raise ConfigError(f"two triggers have the same {label}: {', '.join(repeated)}")
     for trigger in found:
-        if not (workspace / trigger.task).is_file():
+        if not trigger.scheme and not (workspace / trigger.task).is_file():
             raise ConfigError(f"trigger {trigger.name!r}: task file {trigger.task!r} not found")
     return tuple(found)
 
@@ -201,12 +201,15 @@ class _Daemon:
         log.info("trigger %s: %s %s", firing.trigger.name, accepted, run_id or "")
 
     async def adopt_orphans(self, every_s: float) -> None:
-        """Resume runs whose process died, now and every ``every_s`` seconds."""
+        """Resume runs whose process died, now and every ``every_s`` seconds; not
+        the agent runs of a scheme's steps (their scheme run drives them)."""
         while True:
             for row in await self.journal.list_runs():
                 if row.orphaned and row.status not in TERMINAL and row.status != "waiting":
                     first = await self.journal.read(row.run_id, limit=1)
                     created = first[0].data if first else None
+                    if isinstance(created, RunCreated) and created.parent_run is not None:
+                        continue
                     trigger = created.trigger if isinstance(created, RunCreated) else None
                     if await self.launcher.adopt(row.run_id, trigger):
                         log.info("resuming run %s (its process died)", row.run_id)

@@ -87,6 +87,7 @@ async def test_a_scripted_run_journals_exactly_this_sequence(workspace: Path) ->
     model_step = ["job.intent", "model.response", "job.result"]
     assert kinds(events) == [
         "run.created",
+        "context.loaded",  # the skill catalogue (the built-in skills)
         "user.message",
         "run.status_changed",
         "sandbox.probed",  # how this process confines shell commands

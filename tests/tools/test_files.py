@@ -116,6 +116,7 @@ def test_every_builtin_tool_has_the_documented_arguments() -> None:
         "write_file": ["path", "content"],
         "edit_file": ["path", "old", "new"],
         "run_shell": ["command", "timeout_s"],
+        "load_skill": ["name", "file"],
         "finish": ["summary"],
     }
     assert {name: list(spec.parameters["properties"]) for name, spec in specs.items()} == expected
