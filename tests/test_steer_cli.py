@@ -69,7 +69,8 @@ def test_interrupt_then_send_then_resume(workspace: Path) -> None:
     run = start_run(
         workspace,
         [
-            {"tool_calls": [{"name": "run_shell", "args": {"command": "sleep 1"}}]},
+            # long enough for `gm interrupt` to start on a loaded machine
+            {"tool_calls": [{"name": "run_shell", "args": {"command": "sleep 3"}}]},
             {"finish": "done after the break"},
         ],
     )

@@ -87,6 +87,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """UPDATE runs SET status_reason = (
             SELECT json_extract(e.data, '$.reason') FROM events e
             WHERE e.run_id = runs.run_id AND e.kind = 'run.status_changed'
+              AND json_valid(e.data)  -- one damaged row must not block the upgrade
             ORDER BY e.seq DESC LIMIT 1
         ) WHERE status IN ('waiting', 'paused')""",
     ),

@@ -22,7 +22,8 @@ __all__ = ["Child", "Children"]
 
 QUIET_EXITS = (0, 1, 3, 130)
 """Exit codes that need no notice: the journal already shows succeeded (0),
-failed (1), waiting for a human (3) and interrupted (130); see ``gm run --help``."""
+failed (1), waiting for a human (3) and interrupted (130); see ``gm run --help``.
+An exit 1 that left a Python traceback in the log is a crash, and is reported."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,19 @@ class Child:
         lines = [line for line in text.splitlines() if line.strip()]
         said = [line for line in lines if line.startswith("gm: ")]
         return (said or lines or [""])[-1][-limit:]
+
+    def crashed(self) -> bool:
+        """Whether its log holds a Python traceback (an exit 1 that is no run's end)."""
+        try:
+            return "Traceback (most recent call last)" in self.log.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def noteworthy(self) -> bool:
+        """Whether it ended in a way the journal does not show: an exit code not
+        in :data:`QUIET_EXITS`, or a crash."""
+        code = self.process.returncode
+        return code is not None and (code not in QUIET_EXITS or (code == 1 and self.crashed()))
 
 
 class Children:
@@ -84,8 +98,8 @@ class Children:
         return child
 
     def reap(self) -> list[Child]:
-        """Collect the children that exited; those that failed (an exit code not in
-        :data:`QUIET_EXITS`), for the caller to report."""
+        """Collect the children that exited; those that failed in a way the journal
+        does not show (:meth:`Child.noteworthy`), for the caller to report."""
         ended = [c for c in self.running if c.process.poll() is not None]
         self.running = [c for c in self.running if c not in ended]
-        return [c for c in ended if c.process.returncode not in QUIET_EXITS]
+        return [c for c in ended if c.noteworthy()]

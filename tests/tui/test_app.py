@@ -298,3 +298,27 @@ async def test_journal_text_is_shown_as_text_never_as_markup_and_filters_never_c
         await until(pilot, lambda: screen.table().row_count == 1, "the filtered list")
         assert app.is_running
         assert isinstance(screen.table().get_row_at(0)[7], Text)
+
+
+def test_a_child_that_crashed_with_exit_1_is_reported_and_a_failed_run_is_not(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from gm_agent.tui._spawn import Child, Children
+
+    def child(name: str, code: str) -> Child:
+        log = tmp_path / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=out)
+        process.wait()
+        return Child(name, process, log)
+
+    crashed = child("crash", "raise RuntimeError('boom')")
+    failed = child("failed", "import sys; print('gm: run failed'); sys.exit(1)")
+    assert crashed.process.returncode == failed.process.returncode == 1
+    children = Children(tmp_path, {})
+    children.running = [crashed, failed]
+    assert children.reap() == [crashed]
+    assert children.running == []
