@@ -328,6 +328,10 @@ def test_a_crowded_tmp_still_shows_the_workspace_to_bubblewrap(
     from gm_agent.jobs import sandbox
 
     monkeypatch.setattr(sandbox, "_MAX_TMP_ENTRIES", 1)
+    for elsewhere in ("PWD", "PATH"):  # nothing else this process needs is under /tmp
+        monkeypatch.setenv(elsewhere, "/usr/bin")
+    monkeypatch.setattr(sandbox.sys, "prefix", "/usr")
+    monkeypatch.setattr(sandbox.sys, "executable", "/usr/bin/python3")
     workspace = tmp_path / "project"
     top = str(workspace).split("/")[2]
     bound = sandbox.bubblewrap_prefix(workspace, network=False)
