@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, assert_never
 
 from gm_agent.events import (
+    AgentsJoined,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -123,6 +124,9 @@ def progress_line(event: Event) -> str | None:
             return f"  {mark} {_short(data.error or data.output.strip() or 'done', 100)}"
         case SchemeStepSkipped():
             return f"▸ {data.step} skipped: {_short(data.reason, 100)}"
+        case AgentsJoined():
+            ended = ", ".join(f"{c.run_id[-6:]} {c.status}" for c in data.children)
+            return f"  ⋈ {data.group} {data.outcome} ({data.policy}): {ended or 'no children'}"
         case JobAttemptFailed():
             return f"  ↻ attempt {data.attempt} failed ({_short(data.error, 80)}); retrying in {data.retry_in_ms} ms"
         case RunFinished():
@@ -209,6 +213,9 @@ def event_gist(event: Event) -> str:
             gist = f"{data.trigger} ({data.schedule}) next at {data.next_at}"
         case SchemeStepSkipped():
             gist = f"{data.step}: {data.reason}"
+        case AgentsJoined():
+            ended = ", ".join(f"{c.run_id} {c.status}" for c in data.children)
+            gist = f"{data.group} {data.outcome} ({data.policy}, {data.on_failure}): {ended}"
         case RunInterrupt() | RunCancel():
             gist = f"by {data.by}" + (f": {data.reason}" if data.reason else "")
         case ContextLoaded():
@@ -231,13 +238,40 @@ def event_gist(event: Event) -> str:
     return gist
 
 
-def run_line(run: RunRow) -> str:
-    """One line of ``gm runs``."""
+def run_tree(rows: Sequence[RunRow]) -> list[tuple[str, RunRow]]:
+    """``rows`` (newest first) as a tree: each run that has a parent among them
+    (``parent_run``: a child run, a scheme's agent step) comes right under it,
+    oldest first, with its branch (``├ ``, ``└ ``, ``│ └ ``...); every other
+    run is a root, in the given order with the prefix ``""``.
+    """
+    listed = {row.run_id for row in rows}
+    children: dict[str, list[RunRow]] = {}
+    for row in reversed(rows):  # oldest first under a parent
+        if row.parent_run is not None and row.parent_run in listed:
+            children.setdefault(row.parent_run, []).append(row)
+    ordered: list[tuple[str, RunRow]] = []
+
+    def visit(row: RunRow, prefix: str, above: str) -> None:
+        ordered.append((prefix, row))
+        below = children.get(row.run_id, [])
+        for index, child in enumerate(below):
+            last = index == len(below) - 1
+            visit(child, above + ("└ " if last else "├ "), above + ("  " if last else "│ "))
+
+    for row in rows:
+        if row.parent_run is None or row.parent_run not in listed:
+            visit(row, "", "")
+    return ordered
+
+
+def run_line(run: RunRow, branch: str = "") -> str:
+    """One line of ``gm runs``; ``branch`` is a child run's place in the tree
+    (:func:`run_tree`), written before its id."""
     task = _short(run.task.strip().splitlines()[0] if run.task.strip() else "", 50)
     tokens = run.input_tokens + run.output_tokens
     status = "orphaned" if run.orphaned else run.status
     line = (
-        f"{run.run_id}  {status:<10} {run.steps:>5} {tokens:>8} {cost_text(run.cost_usd, run.unpriced_steps, run.steps):>9}  "
+        f"{branch}{run.run_id}  {status:<10} {run.steps:>5} {tokens:>8} {cost_text(run.cost_usd, run.unpriced_steps, run.steps):>9}  "
         f"{run.created_at[:19].replace('T', ' ')}  {_short(model_label(run.model), 24):<24}  {task}"
     )
     if run.parent_id is not None:

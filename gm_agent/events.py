@@ -24,12 +24,14 @@ from gm_agent.clock import Clock, format_timestamp
 
 __all__ = [
     "JOB_OUTPUT_CAP_BYTES",
+    "AgentsJoined",
     "AnyEventData",
     "ApprovalDenied",
     "ApprovalGranted",
     "ApprovalRequested",
     "BudgetRaised",
     "CheckpointSaved",
+    "ChildOutcome",
     "ContextCompacted",
     "ContextFile",
     "ContextLoaded",
@@ -192,7 +194,8 @@ class RunCreated(_Frozen):
     exactly it: ``{name, path, sha256, text, params, subschemes}`` (see
     ``gm_agent.kernel.SchemeRecord``); ``None`` for a task run."""
     parent_run: str | None = None
-    """The scheme run this run is a step of (an ``agent`` step, or a ``fallback``)."""
+    """The run that started this one: a run's ``spawn_agent`` call, or a scheme run's
+    ``agent`` step or ``fallback``."""
 
 
 class RunStatusChanged(_Frozen):
@@ -692,6 +695,37 @@ class SchemeStepSkipped(_Frozen):
     reason: str
 
 
+class ChildOutcome(_Frozen):
+    """One child run as a join found it: its status, its summary or error, and
+    the workspace files its applied patches changed."""
+
+    run_id: str
+    status: RunStatus
+    summary: str | None = None
+    error: str | None = None
+    files: tuple[str, ...] = ()
+
+
+class AgentsJoined(_Frozen):
+    """A ``wait_agents`` call's result: the group's children as the join policy
+    left them (the children it cancelled, cancelled).
+
+    ``outcome`` is ``satisfied`` (the policy was met), ``failed`` (it could not
+    be, or a child failed under ``fail_fast``) or ``timed_out``. Journaled once
+    per call, with the call's ``tool.returned`` after it; a resumed run serves it.
+    """
+
+    kind: Literal["agents.joined"] = "agents.joined"
+    v: int = 1
+    call_id: str
+    group: str
+    policy: str
+    on_failure: str
+    outcome: Literal["satisfied", "failed", "timed_out"]
+    reason: str
+    children: tuple[ChildOutcome, ...] = ()
+
+
 class RunFinished(_Frozen):
     """A run reached a terminal status, with a summary (success) or an error."""
 
@@ -736,6 +770,7 @@ AnyEventData = Annotated[
     | ScheduleArmed
     | WebhookRejected
     | SchemeStepSkipped
+    | AgentsJoined
     | RunFinished,
     Field(discriminator="kind"),
 ]

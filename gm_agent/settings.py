@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, m
 from gm_agent.errors import ConfigError
 
 __all__ = [
+    "AgentSettings",
     "BudgetSettings",
     "CheckpointSettings",
     "ContextSettings",
@@ -205,6 +206,19 @@ class ContextSettings(_Section):
     compact_at: float = Field(default=0.8, gt=0.2, le=1.0)
 
 
+class AgentSettings(_Section):
+    """``[agents]``: child runs a run starts with ``spawn_agent`` (see docs/agents.md).
+
+    Attributes:
+        max_concurrent: children one run executes at once; more wait their turn.
+        default_steps: a child's step budget when ``spawn_agent`` gives none (it
+            is taken from the parent's remaining steps, and never more than them).
+    """
+
+    max_concurrent: int = Field(default=4, ge=1)
+    default_steps: int = Field(default=10, ge=1)
+
+
 class ServeSettings(_Section):
     """``[serve]``: the ``gm serve`` daemon.
 
@@ -349,6 +363,7 @@ class Settings(_Section):
     tools: ToolSettings = ToolSettings()
     context: ContextSettings = ContextSettings()
     serve: ServeSettings = ServeSettings()
+    agents: AgentSettings = AgentSettings()
     triggers: tuple[Trigger, ...] = ()
 
     @model_validator(mode="after")

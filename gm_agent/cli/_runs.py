@@ -231,8 +231,8 @@ def resume(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run and line.")
 @click.pass_context
 def runs(ctx: click.Context, as_json: bool) -> None:
-    """List the workspace's runs, newest first."""
-    from gm_agent._render import RUNS_HEADER, run_line
+    """List the workspace's runs, newest first; a child run under its parent."""
+    from gm_agent._render import RUNS_HEADER, run_line, run_tree
 
     async def list_runs() -> list[Any]:
         async with await open_journal(workspace_of(ctx)) as journal:
@@ -247,8 +247,8 @@ def runs(ctx: click.Context, as_json: bool) -> None:
         click.echo("no runs yet; start one with `gm run TASK`")
         return
     click.echo(RUNS_HEADER)
-    for row in rows:
-        click.echo(run_line(row))
+    for branch, row in run_tree(rows):
+        click.echo(run_line(row, branch))
 
 
 @click.command()

@@ -35,9 +35,18 @@ async def project(conn: aiosqlite.Connection, event: Event, seq: int) -> None:
     match data:
         case RunCreated():
             await conn.execute(
-                "INSERT INTO runs (run_id, status, task, task_path, model, created_at, "
-                "updated_at, last_seq) VALUES (?, 'created', ?, ?, ?, ?, ?, ?)",
-                (event.run_id, data.task, data.task_path, data.model, event.at, event.at, seq),
+                "INSERT INTO runs (run_id, status, task, task_path, model, parent_run, "
+                "created_at, updated_at, last_seq) VALUES (?, 'created', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.run_id,
+                    data.task,
+                    data.task_path,
+                    data.model,
+                    data.parent_run,
+                    event.at,
+                    event.at,
+                    seq,
+                ),
             )
         case RunForked():
             await conn.execute(

@@ -91,6 +91,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ORDER BY e.seq DESC LIMIT 1
         ) WHERE status IN ('waiting', 'paused')""",
     ),
+    # 5: the run that started this one (a spawn_agent child, a scheme's agent step), for trees.
+    (
+        "ALTER TABLE runs ADD COLUMN parent_run TEXT",
+        """UPDATE runs SET parent_run = (
+            SELECT json_extract(e.data, '$.parent_run') FROM events e
+            WHERE e.run_id = runs.run_id AND e.kind = 'run.created' AND json_valid(e.data)
+            ORDER BY e.seq LIMIT 1
+        )""",
+        "CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_run)",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -86,6 +86,8 @@ class RunRow(BaseModel):
     lease_expires_at: str | None = None
     status_reason: str | None = None
     """Why a ``waiting`` or ``paused`` run stopped (``approval``, ``writer lock: ...``)."""
+    parent_run: str | None = None
+    """The run that started this one as a child (``spawn_agent``, a scheme's agent step)."""
     orphaned: bool = False
     """Not ended (created, running, waiting) but no live process holds its lease: resume it."""
 

@@ -25,14 +25,22 @@ from gm_agent.events import (
 )
 from gm_agent.faults import crash_point
 from gm_agent.jobs import JobSpec
+from gm_agent.kernel._agents import AgentCalls
 from gm_agent.kernel._approvals import APPROVAL_POLL_S, Verdict, rules_in_force, verdict
-from gm_agent.kernel._controls import Steerable
 from gm_agent.kernel._core import spec_of
 from gm_agent.kernel._decide import INTERRUPTED, cancel_error, shell_job_key
 from gm_agent.kernel.state import PatchView
 from gm_agent.policy import network_rule
 from gm_agent.skills import skill_dirs
-from gm_agent.tools import FileWrite, Finish, Reply, ShellCommand, ToolContext
+from gm_agent.tools import (
+    FileWrite,
+    Finish,
+    Reply,
+    ShellCommand,
+    SpawnAgent,
+    ToolContext,
+    WaitAgents,
+)
 
 AMBIGUOUS_MESSAGE = (
     "outcome unknown: gm stopped while this command was running, so it may or may not "
@@ -47,9 +55,10 @@ UNREAD_MESSAGE = (
 )
 
 
-class ToolCalls(Steerable):
+class ToolCalls(AgentCalls):
     """The kernel's part that carries out tool calls (a command can be stopped, and an
-    approval is waited for, through :class:`~gm_agent.kernel._controls.Steerable`)."""
+    approval is waited for, through :class:`~gm_agent.kernel._controls.Steerable`;
+    child runs are started and joined by :class:`~gm_agent.kernel._agents.AgentCalls`)."""
 
     # -- tool calls ----------------------------------------------------------
 
@@ -193,6 +202,15 @@ class ToolCalls(Steerable):
                 ran = await self._stoppable("tool", lambda: self._shell(shell, call, index, cause))
                 if ran is not None:  # else stopped by `gm cancel`: the job is recorded cancelled
                     await self._reply(call, *ran, cause)
+            case SpawnAgent():
+                try:
+                    await self._reply(call, *await self._spawn(outcome, call, cause), cause)
+                except ToolError as exc:
+                    await self._reply(call, False, str(exc), cause)
+            case WaitAgents():
+                waited = await self._wait(outcome, call, cause)
+                if waited is not None:  # else stopped: the loop settles the call
+                    await self._reply(call, *waited, cause)
             case Finish() if self._state.inbox:  # a message came in while it worked
                 await self._reply(call, False, UNREAD_MESSAGE, cause)
             case Finish():  # the reply and the end are one commit: no crash can split them
@@ -210,6 +228,9 @@ class ToolCalls(Steerable):
         """Finish a tool call that a stop cut off, without repeating a recorded effect."""
         job = self._state.job_for_call(call.call_id)
         patch = self._state.patch_for_call(call.call_id)
+        if job is not None and job.job_kind == "agent":  # a spawn_agent: idempotent
+            await self._carry_out(call, index, cause)
+            return
         if job is not None:
             match job.status:
                 case "succeeded" | "failed":
@@ -253,7 +274,7 @@ class ToolCalls(Steerable):
         for call in calls:
             job = self._state.job_for_call(call.call_id)
             patch = self._state.patch_for_call(call.call_id)
-            if job is not None and job.status == "started":
+            if job is not None and job.status == "started" and job.job_kind != "agent":
                 await self._writer().recover_ambiguous(job, AMBIGUOUS_MESSAGE, None)
             elif patch is not None and patch.status == "intent":
                 await self._writer().complete(patch.patch_id, patch.files, call.call_id, None)

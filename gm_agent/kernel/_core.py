@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import anyio
+from anyio.abc import TaskGroup
 
 from gm_agent.clock import Clock
 from gm_agent.events import (
@@ -48,6 +49,11 @@ EventObserver = Callable[[Event | Delta], None]
 """Called with each event right after it is committed, and with each piece of a
 model's reply while it streams (a :class:`~gm_agent.llm.Delta`, never journaled:
 the journal gets the whole ``model.response``). For live output."""
+
+
+ChildTask = Literal["running", "stopped", "elsewhere"]
+"""Where a child run is: executed by this process, stopped here (it ended, or waits
+for a person), or executed by another process."""
 
 
 class KernelCore:
@@ -88,7 +94,7 @@ class KernelCore:
         self._tools: dict[str, Tool] = {}
         self._workspace_writer: WorkspaceWriter | None = None
         self._sandbox: ShellSandbox | None = None
-        self._approvals = approvals
+        self._approvals: ApprovalMode = approvals
         self._redactor = Redactor(environ)
         self._called_since_start = False  # a tool call ran in this process (loop check)
         self._seen_seq = 0  # every event of the run up to here is folded in
@@ -96,6 +102,10 @@ class KernelCore:
         self._in_flight: tuple[Literal["model", "tool"], anyio.CancelScope] | None = None
         # A stop the watcher saw while nothing was in flight: (seq, what it stops).
         self._stop_pending: tuple[int, Literal["any", "model"]] | None = None
+        # Child runs (spawn_agent) this kernel executes, in the task group of execute().
+        self._task_group: TaskGroup | None = None
+        self._children: dict[str, ChildTask] = {}
+        self._child_slots = anyio.Semaphore(settings.agents.max_concurrent)
 
     # -- events ------------------------------------------------------------
 

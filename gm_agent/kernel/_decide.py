@@ -182,7 +182,7 @@ def budget_reason(state: RunState, elapsed_s: float) -> str | None:
     """
     budget = state.budget
     used = {
-        "max_steps": (state.step, state.max_steps),
+        "max_steps": (state.step + state.given_steps, state.max_steps),  # children's too
         "max_input_tokens": (state.usage.input_tokens, budget.get("max_input_tokens")),
         "max_output_tokens": (state.usage.output_tokens, budget.get("max_output_tokens")),
         "max_tool_calls": (

@@ -18,7 +18,6 @@ off, not failed, and ``gm resume`` goes on with it) or ends cancelled.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import cast
 
 import anyio
 from pydantic import JsonValue
@@ -34,13 +33,13 @@ from gm_agent.events import (
 )
 from gm_agent.jobs import JobOutcome, JobSpec, RetryPolicy
 from gm_agent.journal import Journal
-from gm_agent.kernel._approvals import ApprovalMode
+from gm_agent.kernel._agents import child_kernel
 from gm_agent.kernel._controls import CONTROL_POLL_S
 from gm_agent.kernel._core import spec_of
 from gm_agent.kernel._scheme_jobs import SchemeJobs
 from gm_agent.kernel._scheme_record import SchemeRecord, StepRecord, agent_runs_of, step_key
 from gm_agent.kernel._scheme_text import handover
-from gm_agent.kernel.loop import Kernel, RunOutcome
+from gm_agent.kernel.loop import RunOutcome
 from gm_agent.kernel.state import TERMINAL, JobView
 
 __all__ = ["FALLBACK_STEP", "AgentTask", "SchemeAgents"]
@@ -152,23 +151,6 @@ class SchemeAgents(SchemeJobs):
             new_event(self._clock, child, "user", UserMessage(text=str(args["task"]))),
         ]
 
-    def _child_kernel(self, journal: Journal, model: str) -> Kernel:
-        """A kernel for a child run over ``journal`` (the child's own connection),
-        with ``model`` and this kernel's tools, settings, observer and approvals."""
-        assert self._models is not None
-        return Kernel(
-            journal,
-            self._models.get(model),
-            self._registry,
-            self._settings,
-            clock=self._clock,
-            environ=self._environ,
-            observer=self._observer,
-            heartbeat=self._heartbeat_on,
-            approvals=cast(ApprovalMode, self._approvals),
-            models=self._models,
-        )
-
     async def _drive_child(self, journal: Journal, spec: JobSpec) -> RunOutcome:
         """Drive agent job ``spec``'s child run until it ends or stops, passing the
         scheme run's interrupts and cancels on to it.
@@ -190,7 +172,7 @@ class SchemeAgents(SchemeJobs):
                 if self._heartbeat_on:
                     group.start_soon(self._pass_stops_on, journal, child, after)
                 try:
-                    ended = await self._child_kernel(journal, model).execute(child)
+                    ended = await child_kernel(self, journal, model, self._observer).execute(child)
                 except Exception as exc:  # re-raised below, outside the task group
                     error = exc
                 finally:
@@ -252,7 +234,7 @@ class SchemeAgents(SchemeJobs):
         if row.status in TERMINAL:
             return
         await journal.append([new_event(self._clock, child, "user", cancel)])
-        await self._child_kernel(journal, row.model).execute(child)
+        await child_kernel(self, journal, row.model, self._observer).execute(child)
 
     async def fallback(
         self, record: SchemeRecord, path: str, steps: Mapping[str, StepRecord]

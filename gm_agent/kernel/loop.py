@@ -169,6 +169,7 @@ class Kernel(ToolCalls, ModelRequests):
         try:
             with anyio.CancelScope() as drive_scope:
                 async with anyio.create_task_group() as tg:
+                    self._task_group = tg  # where child runs (spawn_agent) are executed
                     if self._heartbeat_on:
                         tg.start_soon(self._heartbeat, run_id, drive_scope)
                         tg.start_soon(self._watch_controls, run_id)
@@ -179,6 +180,7 @@ class Kernel(ToolCalls, ModelRequests):
                     finally:
                         tg.cancel_scope.cancel()
         finally:
+            self._task_group = None
             if self._live is not None:
                 self._live.clear()  # nothing streams once the run stops here
             with anyio.CancelScope(shield=True):
@@ -216,6 +218,7 @@ class Kernel(ToolCalls, ModelRequests):
                 await self._take_over()
             if self._state.status == "running":
                 await self._probe_sandbox()
+                self._start_children()  # children a stop paused go on with the parent
             while self._state.status == "running":
                 await self._advance()
             await self._checkpoint()
@@ -350,6 +353,7 @@ class Kernel(ToolCalls, ModelRequests):
             case SkipCall(_, call):
                 await self._reply(call, False, SKIPPED, self._state.last_response_id)
             case Pause(reason):
+                await self._pause_children(reason)  # interrupting a run reaches its children
                 await self._set_status("paused", reason)
             case EndRun(status, summary, error):
                 closing = await self._settle_open_calls() if status == "cancelled" else []

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 from gm_agent._bulk import cycle_collection_paused
 from gm_agent.errors import IllegalTransition
 from gm_agent.events import (
+    AgentsJoined,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -264,6 +265,17 @@ class RunState(BaseModel):
     def open_jobs(self) -> list[JobView]:
         """Jobs with an intent and no outcome yet (in flight, or cut off by a crash)."""
         return [job for job in self.jobs if job.status == "started"]
+
+    def spawned(self) -> list[JobView]:
+        """The jobs of ``spawn_agent`` calls (kind ``agent``, with a ``group``), oldest
+        first: one per child run, named in ``args["child_run"]``."""
+        return [j for j in self.jobs if j.job_kind == "agent" and "group" in j.args]
+
+    @property
+    def given_steps(self) -> int:
+        """Steps given to child runs (``spawn_agent``'s ``max_steps``), taken from
+        this run's own ``max_steps``."""
+        return sum(int(str(j.args.get("max_steps", 0))) for j in self.spawned())
 
     def job_for_call(self, call_id: str) -> JobView | None:
         """The (last) job that carries out tool call ``call_id``, if any."""
@@ -588,6 +600,8 @@ class _Draft:
                 pass  # in a trigger's stream, not a run's
             case SchemeStepSkipped():
                 pass  # a scheme's own record (gm_agent.kernel._scheme_record)
+            case AgentsJoined():
+                pass  # a join's record; its call's tool.returned is what the model sees
             case ModelFallback():
                 self.scalars["model"] = data.to_model
             case ContextLoaded():

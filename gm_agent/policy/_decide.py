@@ -28,6 +28,9 @@ _BASE_RISK: dict[str, Risk] = {
     "read_file": "safe",
     "list_dir": "safe",
     "load_skill": "safe",
+    # A child's own calls go through the policy; starting or joining one changes nothing.
+    "spawn_agent": "safe",
+    "wait_agents": "safe",
     "search": "safe",
     "finish": "safe",
     "write_file": "elevated",

@@ -22,6 +22,7 @@ from gm_agent.errors import ToolError, UserError
 from gm_agent.llm import ToolSpec
 from gm_agent.settings import ToolSettings
 from gm_agent.skills import SkillSource
+from gm_agent.tools._join import FailurePolicy, JoinPolicy
 
 __all__ = [
     "FileWrite",
@@ -29,9 +30,11 @@ __all__ = [
     "Outcome",
     "Reply",
     "ShellCommand",
+    "SpawnAgent",
     "Tool",
     "ToolContext",
     "ToolRegistry",
+    "WaitAgents",
 ]
 
 
@@ -67,7 +70,32 @@ class Finish:
     summary: str
 
 
-Outcome = Reply | FileWrite | ShellCommand | Finish
+@dataclass(frozen=True)
+class SpawnAgent:
+    """Start a child run on ``task``: its tools (``None``: the parent's), model
+    (``None``: the parent's), step budget (``None``: what the kernel allows),
+    whether it may only read, and the ``group`` a join waits for."""
+
+    task: str
+    tools: tuple[str, ...] | None
+    model: str | None
+    max_steps: int | None
+    read_only: bool
+    group: str
+
+
+@dataclass(frozen=True)
+class WaitAgents:
+    """Wait for the children of ``group`` by ``policy`` and ``on_failure``, at most
+    ``timeout_s`` seconds."""
+
+    group: str
+    policy: JoinPolicy
+    on_failure: FailurePolicy
+    timeout_s: float
+
+
+Outcome = Reply | FileWrite | ShellCommand | Finish | SpawnAgent | WaitAgents
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Input
 
+from gm_agent._render import run_tree
 from gm_agent.tui._feed import POLL_S
 from gm_agent.tui._run_screen import RunScreen
 from gm_agent.tui._screen import GmScreen
@@ -57,8 +58,8 @@ class RunsScreen(GmScreen):
         table = self.table()
         selected = self.selected()
         table.clear()
-        for row in rows:
-            cells = run_cells(row, now)
+        for branch, row in run_tree(rows):  # a child run under its parent
+            cells = run_cells(row, now, branch)
             if wanted and wanted not in " ".join((cells[1], row.task, row.model)).lower():
                 continue
             table.add_row(*(Text(c) for c in cells), key=row.run_id)  # text, never markup

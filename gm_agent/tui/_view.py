@@ -123,15 +123,16 @@ def age(at: str, now: datetime) -> str:
     return f"{seconds}s"
 
 
-def run_cells(row: RunRow, now: datetime) -> tuple[str, ...]:
-    """The runs list's cells for ``row`` (see ``COLUMNS``): id, status (and why
-    it waits), steps, tokens, cost, age, model, task, and the fork it comes from.
-    The task comes late so an 80-column terminal shows every figure."""
+def run_cells(row: RunRow, now: datetime, branch: str = "") -> tuple[str, ...]:
+    """The runs list's cells for ``row`` (see ``COLUMNS``): id (after ``branch``,
+    a child run's place under its parent, see ``_render.run_tree``), status (and
+    why it waits), steps, tokens, cost, age, model, task, and the fork it comes
+    from. The task comes late so an 80-column terminal shows every figure."""
     status = "orphaned" if row.orphaned and row.status != "waiting" else row.status
     if (why := waiting_reason(row)) is not None:
         status += f": {why}"
     return (
-        row.run_id[-8:],
+        branch + row.run_id[-8:],
         _short(status, 22),
         str(row.steps),
         _tokens(row.input_tokens + row.output_tokens),

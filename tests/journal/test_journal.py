@@ -357,7 +357,27 @@ async def test_the_runs_list_says_why_a_run_waits_and_a_version_3_journal_learns
             [new_event(clock, "R", "user", RunStatusChanged.between("running", "paused", "by you"))]
         )
     with sqlite3.connect(path) as conn:  # as gm 3's schema left it: no column
+        conn.execute("DROP INDEX runs_by_parent")
+        conn.execute("ALTER TABLE runs DROP COLUMN parent_run")
         conn.execute("ALTER TABLE runs DROP COLUMN status_reason")
         conn.execute("PRAGMA user_version = 3")
     async with await Journal.open(path, clock=clock) as journal:  # migrated: filled in
         assert (await journal.get_run("R")).status_reason == "by you"
+
+
+async def test_a_child_run_knows_its_parent_and_a_version_4_journal_learns_it(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "journal.db"
+    child = RunCreated(task="t", model="scripted:x", max_steps=3, workspace="/w", parent_run="P")
+    async with await Journal.open(path, clock=clock) as journal:
+        await journal.append([created(clock, "P"), new_event(clock, "C", "kernel", child)])
+        assert (await journal.get_run("C")).parent_run == "P"
+        assert (await journal.get_run("P")).parent_run is None
+    with sqlite3.connect(path) as conn:  # as gm 4's schema left it: no column
+        conn.execute("DROP INDEX runs_by_parent")
+        conn.execute("ALTER TABLE runs DROP COLUMN parent_run")
+        conn.execute("PRAGMA user_version = 4")
+    async with await Journal.open(path, clock=clock) as journal:  # migrated: filled in
+        assert (await journal.get_run("C")).parent_run == "P"
+        assert (await journal.get_run("P")).parent_run is None

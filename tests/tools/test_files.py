@@ -117,6 +117,8 @@ def test_every_builtin_tool_has_the_documented_arguments() -> None:
         "edit_file": ["path", "old", "new"],
         "run_shell": ["command", "timeout_s"],
         "load_skill": ["name", "file"],
+        "spawn_agent": ["task", "tools", "model", "max_steps", "read_only", "group"],
+        "wait_agents": ["group", "policy", "on_failure", "timeout_s"],
         "finish": ["summary"],
     }
     assert {name: list(spec.parameters["properties"]) for name, spec in specs.items()} == expected

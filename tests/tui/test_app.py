@@ -322,3 +322,28 @@ def test_a_child_that_crashed_with_exit_1_is_reported_and_a_failed_run_is_not(
     children.running = [crashed, failed]
     assert children.reap() == [crashed]
     assert children.running == []
+
+
+async def test_the_runs_list_shows_child_runs_under_their_parent(workspace: Path) -> None:
+    from gm_agent.events import RunCreated, new_event
+    from gm_agent.journal import Journal
+
+    clock = FakeClock()
+
+    def created(run_id: str, parent: str | None) -> Any:
+        data = RunCreated(
+            task=run_id, model="m", max_steps=3, workspace=str(workspace), parent_run=parent
+        )
+        return new_event(clock, run_id, "kernel", data)
+
+    async with await Journal.open(workspace / ".gm" / "journal.db", clock=clock) as journal:
+        await journal.append([created("P", None), created("C1", "P"), created("C2", "P")])
+        await journal.append([created("Q", None)])
+    app = GmApp(workspace, {})
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        table = screen.table()
+        await until(pilot, lambda: table.row_count == 4, "the runs")
+        ids = [str(table.get_row_at(i)[0]) for i in range(4)]
+    assert ids == ["Q", "P", "├ C1", "└ C2"]  # newest first; children under their parent
