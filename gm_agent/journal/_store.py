@@ -673,14 +673,17 @@ class Journal:
 
         Args:
             ref: a full run id, a unique prefix of one (case-insensitive), or ``last``
-                (the most recently created run).
+                (the most recently created run that no other run started: a
+                child run is named by its id).
 
         Raises:
             RunNotFound: nothing matches, or a prefix matches several runs.
         """
         if ref == "last":
             row = await fetchone_or_none(
-                self._conn, "SELECT run_id FROM runs ORDER BY created_at DESC, run_id DESC LIMIT 1"
+                self._conn,
+                "SELECT run_id FROM runs WHERE parent_run IS NULL "
+                "ORDER BY created_at DESC, run_id DESC LIMIT 1",
             )
             if row is None:
                 raise RunNotFound(

@@ -146,10 +146,10 @@ class AgentCalls(Steerable):
         if spawn.read_only:
             tools = [name for name in tools if name in READ_ONLY_TOOLS]
         state = self._state
-        left = state.max_steps - state.step - state.given_steps - 1  # one kept for you
+        left = state.max_steps - state.step - state.given_steps - 2  # to wait and finish
         if left < 1:
             raise ToolError(
-                "no steps left to give a child: you need your last ones to finish; "
+                "no steps left to give a child: you need your last two to wait and finish; "
                 "wait for the children you have, or finish"
             )
         steps = spawn.max_steps or min(self._settings.agents.default_steps, left)
@@ -270,6 +270,13 @@ class AgentCalls(Steerable):
         finally:
             self._children[child] = where
 
+    async def _settle_spawn(self, job: JobView) -> None:
+        """Finish a spawn a stop cut off (its job started, its child maybe not
+        created): creating a run is idempotent, so it is done now, and the child
+        can then be cancelled with the others."""
+        spec = spec_of(job)
+        await self._runner(None).run(spec, lambda: self._create_child(spec), intent_committed=True)
+
     async def _end_children(self, reason: str) -> None:
         """Cancel every child not ended (a parent leaves none behind), and wait for
         them to finish."""
@@ -339,11 +346,15 @@ class AgentCalls(Steerable):
         done = await self._journaled_join(call.call_id)
         if done is not None:
             return done.outcome == "satisfied", _joined_text(done)
-        group = [c.run_id for c in self._spawned() if c.group == wait.group]
+        collected = await self._joined_children()
+        group = [
+            c.run_id for c in self._spawned() if c.group == wait.group and c.run_id not in collected
+        ]
         if not group:
-            groups = sorted({c.group for c in self._spawned()})
+            groups = sorted({c.group for c in self._spawned() if c.run_id not in collected})
             return False, (
-                f"no child runs in group {wait.group!r} (groups: {', '.join(groups) or 'none'}); "
+                f"no child runs to wait for in group {wait.group!r} (a child is joined "
+                f"once; groups with children: {', '.join(groups) or 'none'}); "
                 "start some with spawn_agent first"
             )
         for child in group:
@@ -399,6 +410,15 @@ class AgentCalls(Steerable):
             error=row.error,
             files=state.changed_files,
         )
+
+    async def _joined_children(self) -> set[str]:
+        """The children an earlier ``wait_agents`` of this run collected already."""
+        return {
+            child.run_id
+            for event in await self._journal.read(self._state.run_id, kinds=["agents.joined"])
+            if isinstance(event.data, AgentsJoined)
+            for child in event.data.children
+        }
 
     async def _journaled_join(self, call_id: str) -> AgentsJoined | None:
         """The ``agents.joined`` of ``call_id``, if a stop cut the call off after it."""

@@ -274,7 +274,9 @@ class ToolCalls(AgentCalls):
         for call in calls:
             job = self._state.job_for_call(call.call_id)
             patch = self._state.patch_for_call(call.call_id)
-            if job is not None and job.status == "started" and job.job_kind != "agent":
+            if job is not None and job.status == "started" and job.job_kind == "agent":
+                await self._settle_spawn(job)  # its child is then cancelled with the others
+            elif job is not None and job.status == "started":
                 await self._writer().recover_ambiguous(job, AMBIGUOUS_MESSAGE, None)
             elif patch is not None and patch.status == "intent":
                 await self._writer().complete(patch.patch_id, patch.files, call.call_id, None)

@@ -159,8 +159,8 @@ async def fork_run(
     Raises:
         RunNotFound: no such run.
         UserError: ``at_seq`` is not a safe point of the parent, a file to restore
-            was edited since (without ``force``), or the parent is a scheme run;
-            nothing is recorded then.
+            was edited since (without ``force``), the parent is a scheme run, or it
+            had started child runs by ``at_seq``; nothing is recorded then.
     """
     clock = clock or SystemClock()
     workspace = Path(await anyio.Path(workspace).resolve())
@@ -170,6 +170,17 @@ async def fork_run(
         await _refuse_scheme_run(journal, parent_id)
         await _require_forkable(journal, parent_id, workspace)
         state = await _fork_point(journal, parent_id, at_seq)
+        if state.spawned():  # its children's work is not part of the fork point's files
+            first = min(
+                e.seq or 0
+                for e in await journal.read(parent_id, kinds=["job.intent"])
+                if e.data.kind == "job.intent" and e.data.job_kind == "agent"
+            )
+            raise UserError(
+                f"run {parent_id} had started child runs by seq {at_seq}, and a fork cannot "
+                f"take their work along; fork at a seq before {first} (its first spawn_agent), "
+                "or fork one of its child runs (`gm runs` lists them under it)"
+            )
         plan = await plan_restore(journal, workspace, parent_id, at_seq)
         if plan.edited and not force:
             names = ", ".join(repr(p) for p in plan.edited)

@@ -23,6 +23,7 @@ from pydantic import JsonValue
 from gm_agent.errors import SchemeError
 from gm_agent.events import RunCreated, SchemeStepSkipped
 from gm_agent.journal import Journal
+from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel.state import JobView, RunState
 from gm_agent.schemes import Scheme, StepView, find_scheme, parse_scheme
 
@@ -32,6 +33,7 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "agent_runs_of",
+    "descendants_of",
     "fold_steps",
     "parent_run_of",
     "record_scheme",
@@ -173,6 +175,16 @@ async def parent_run_of(journal: Journal, run_id: str) -> str | None:
     its parent's to drive: ``gm resume --all`` and ``gm serve`` leave it alone."""
     first = await journal.read(run_id, limit=1)
     return first[0].data.parent_run if first and isinstance(first[0].data, RunCreated) else None
+
+
+async def descendants_of(journal: Journal, state: RunState) -> list[RunState]:
+    """The states of every run ``state``'s run started (agent steps, the fallback,
+    ``spawn_agent`` children) and of theirs, depth first, oldest first."""
+    found: list[RunState] = []
+    for child in await agent_runs_of(journal, state):
+        child_state, _ = await load_state(journal, child)
+        found += [child_state, *await descendants_of(journal, child_state)]
+    return found
 
 
 async def agent_runs_of(journal: Journal, state: RunState) -> list[str]:

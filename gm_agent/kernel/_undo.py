@@ -28,7 +28,7 @@ from gm_agent.events import FileChange, PatchReapplied, PatchReverted, new_event
 from gm_agent.journal import DEFAULT_LEASE_S, Journal, new_owner
 from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel._restore import net_changes
-from gm_agent.kernel._scheme_record import agent_runs_of
+from gm_agent.kernel._scheme_record import descendants_of
 from gm_agent.kernel.state import PatchView, RunState
 from gm_agent.patches import (
     PlannedChange,
@@ -81,10 +81,7 @@ async def run_diff(workspace: Path, run_ref: str, environ: Mapping[str, str]) ->
     """The net change run ``run_ref`` made to the workspace, file by file (reverted patches excluded)."""
     async with await _open(workspace, environ, read_only=True) as journal:
         state, _ = await load_state(journal, await journal.resolve_run(run_ref))
-        states = [
-            state,
-            *[(await load_state(journal, c))[0] for c in await agent_runs_of(journal, state)],
-        ]
+        states = [state, *await descendants_of(journal, state)]
         applied = [p for p in _in_applied_order(states) if p.status == "applied"]
         blobs = await _blobs(journal, applied)
     changes = [change for patch in applied for change in _changes(patch, blobs)]
@@ -142,7 +139,8 @@ async def _held_run(
 
         try:
             state = await take(run_id)
-            states = [state, *[await take(c) for c in await agent_runs_of(journal, state)]]
+            below = [d.run_id for d in await descendants_of(journal, state)]
+            states = [state, *[await take(c) for c in below]]
             patches = tuple(_in_applied_order(states))
             run_of = {p.patch_id: s.run_id for s in states for p in s.patches}
             async with WriterLock(workspace / GM_DIR / "writer.lock", owner, clock):

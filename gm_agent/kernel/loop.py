@@ -324,7 +324,9 @@ class Kernel(ToolCalls, ModelRequests):
                 self._state, self._stored_nodes = await load_state(
                     self._journal, self._state.run_id
                 )
-                if self._state.status == "running":
+                state = self._state
+                waits_on_us = state.status == "waiting" and state.pending_approval() is None
+                if state.status == "running" or waits_on_us:  # children, the writer lock
                     await self._set_status("paused", reason)
                     await self._checkpoint()
             except GmAgentError as exc:

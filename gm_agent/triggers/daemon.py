@@ -201,11 +201,13 @@ class _Daemon:
         log.info("trigger %s: %s %s", firing.trigger.name, accepted, run_id or "")
 
     async def adopt_orphans(self, every_s: float) -> None:
-        """Resume runs whose process died, now and every ``every_s`` seconds; not
-        the agent runs of a scheme's steps (their scheme run drives them)."""
+        """Resume runs whose process died, now and every ``every_s`` seconds (one
+        waiting for a person stays waiting; one waiting for its children is
+        resumed); not child runs (their parent drives them)."""
         while True:
             for row in await self.journal.list_runs():
-                if row.orphaned and row.status not in TERMINAL and row.status != "waiting":
+                drove = row.status != "waiting" or (row.status_reason or "").startswith("children:")
+                if row.orphaned and row.status not in TERMINAL and drove:
                     first = await self.journal.read(row.run_id, limit=1)
                     created = first[0].data if first else None
                     if isinstance(created, RunCreated) and created.parent_run is not None:

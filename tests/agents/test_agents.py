@@ -435,3 +435,91 @@ def test_no_more_children_run_at_once_than_the_setting_allows(workspace: Path) -
     }
     first, second = sorted(seqs.values(), key=min)
     assert max(first) < min(second)  # the second started only once the first had ended
+
+
+def test_a_group_is_joined_once_a_later_wait_collects_only_new_children(
+    workspace: Path,
+) -> None:
+    wait = {"tool_calls": [{"name": "wait_agents", "args": {"group": "g", "policy": "wait_any"}}]}
+    write_script(
+        workspace / "parent.yaml",
+        [
+            {"tool_calls": [spawn(ok(workspace, "a"))]},
+            wait,
+            {"tool_calls": [spawn(ok(workspace, "b"))]},
+            wait,
+            {"finish": "both"},
+        ],
+    )
+    write_task(workspace / "task.md", "Twice.", model="scripted:parent.yaml")
+
+    assert gm("run", "task.md", *UNATTENDED, cwd=workspace).returncode == 0
+
+    run_id = parent_id(workspace)
+    first, second = of_kind(workspace, run_id, "agents.joined")
+    assert by_model(workspace, first) == {"a": "succeeded"}
+    assert by_model(workspace, second) == {"b": "succeeded"}  # not satisfied by a again
+    assert (workspace / "b.txt").read_text() == "b"
+
+
+def test_last_names_the_parent_not_its_newest_child_and_a_fork_past_a_spawn_is_refused(
+    workspace: Path,
+) -> None:
+    parent(workspace, [ok(workspace, "a")])
+    assert gm("run", "task.md", *UNATTENDED, cwd=workspace).returncode == 0
+    run_id = parent_id(workspace)
+    logged = events(workspace, "last")
+    assert {e["run_id"] for e in logged} == {run_id}
+    spawned = next(
+        e["seq"] for e in logged if e["kind"] == "job.intent" and e["data"]["kind"] == "agent"
+    )
+    late = max(e["seq"] for e in logged if e["kind"] == "checkpoint.saved")
+    refused = gm("fork", run_id, "--at", str(late), cwd=workspace)
+    assert refused.returncode == 2 and f"fork at a seq before {spawned}" in refused.stderr
+
+
+def test_ctrl_c_while_waiting_for_children_pauses_the_parent(workspace: Path) -> None:
+    parent(workspace, [blocked(workspace, "a")])
+    process = gm_process("run", "task.md", *UNATTENDED, cwd=workspace)
+    try:
+        await_condition(
+            "the parent waiting for its child",
+            lambda: any(
+                (r["status_reason"] or "").startswith("children:") for r in runs(workspace)
+            ),
+            process,
+        )
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    finally:
+        stopped(process)
+    assert process.returncode == 130
+    row = next(r for r in runs(workspace) if r["run_id"] == parent_id(workspace))
+    assert (row["status"], row["orphaned"]) == ("paused", False)
+
+
+def test_undo_of_the_parent_takes_its_grandchildrens_changes_away_too(workspace: Path) -> None:
+    grandchild = ok(workspace, "g")
+    middle = child(
+        workspace,
+        "m",
+        {"tool_calls": [spawn(grandchild, group="inner", max_steps=4)]},
+        {"tool_calls": [{"name": "wait_agents", "args": {"group": "inner"}}]},
+        {"finish": "delegated"},
+    )
+    parent(workspace, [middle])
+    write_script(
+        workspace / "parent.yaml",
+        [
+            {"tool_calls": [spawn(middle, max_steps=10)]},
+            {"tool_calls": [{"name": "wait_agents", "args": {"group": "g"}}]},
+            {"finish": "joined"},
+        ],
+    )
+    assert gm("run", "task.md", *UNATTENDED, cwd=workspace).returncode == 0
+    assert (workspace / "g.txt").read_text() == "g"
+
+    undone = gm("undo", parent_id(workspace), cwd=workspace)
+
+    assert undone.returncode == 0, undone.stderr
+    assert not (workspace / "g.txt").exists()

@@ -12,6 +12,7 @@ import anyio
 from textual.pilot import Pilot
 
 from gm_agent.clock import FakeClock
+from gm_agent.errors import JournalError
 from gm_agent.events import Event
 from gm_agent.journal import Journal
 from gm_agent.kernel import run_task
@@ -81,10 +82,12 @@ async def journaled(
     """
     with anyio.move_on_after(TIMEOUT_S):
         while True:
-            if not (workspace / ".gm" / "journal.db").exists():  # the run is starting
+            try:
+                journal = await events(workspace, run_id)
+            except JournalError:  # the run is starting: no file yet, or not migrated yet
                 await anyio.sleep(0.05)
                 continue
-            found = [e for e in await events(workspace, run_id) if e.kind == kind and where(e)]
+            found = [e for e in journal if e.kind == kind and where(e)]
             if found:
                 return found[0]
             await anyio.sleep(0.05)
