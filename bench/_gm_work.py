@@ -11,7 +11,7 @@ Two units are measured, because they do different amounts of durable work:
 
 - a **job**: one side effect through :class:`gm_agent.jobs.JobRunner`, which
   commits ``job.intent`` before the effect and ``job.result`` after it (two
-  commits), each event checked by ``evolve`` and fenced by the run's lease as the
+  commits), each event checked and folded and fenced by the run's lease as the
   kernel does. This is the unit a DBOS step or a LangGraph super-step records.
 - a **kernel turn**: a model request (itself a job: intent, then response and
   result), one tool call (``tool.called``, ``tool.returned``), the checks the
@@ -44,7 +44,15 @@ from gm_agent.events import (
 )
 from gm_agent.jobs import JobOutcome, JobRunner, JobSpec, args_digest, idempotency_key
 from gm_agent.journal import DEFAULT_LEASE_S, Journal, new_owner
-from gm_agent.kernel import RunState, create_run, evolve, fold, kernel_for, parse_task
+from gm_agent.kernel import (
+    Folder,
+    RunState,
+    check_moves,
+    create_run,
+    fold,
+    kernel_for,
+    parse_task,
+)
 from gm_agent.llm import Delta, FunctionModel, ModelRequest, Move
 from gm_agent.settings import load_settings
 
@@ -52,15 +60,20 @@ __all__ = ["job_steps", "journal_bytes", "kernel_turns"]
 
 
 class _Emitter:
-    """Commits a run's events as the kernel's ``_emit`` does: checked by ``evolve``
-    first, committed under the run's lease, then folded into the state."""
+    """Commits a run's events as the kernel's ``_emit`` does: checked against the
+    run's status first (``check_moves``), committed under the run's lease, then
+    folded into the run's live fold (a ``Folder``)."""
 
     def __init__(self, journal: Journal, run_id: str, owner: str, state: RunState) -> None:
         self._journal = journal
         self._clock = SystemClock()
         self._run_id = run_id
         self._owner = owner
-        self.state = state
+        self._folder = Folder(state)
+
+    @property
+    def state(self) -> RunState:
+        return self._folder.state
 
     async def emit(self, datas: Sequence[AnyEventData], blobs: Sequence[bytes] = ()) -> None:
         events = [
@@ -72,9 +85,9 @@ class _Emitter:
             )
             for d in datas
         ]
-        fold(events, self.state)  # an illegal event raises before anything is written
+        check_moves(self._folder.status, events)  # an illegal event raises before the commit
         for event in await self._journal.append(events, blobs, lease_owner=self._owner):
-            self.state = evolve(self.state, event)
+            self._folder.add(event)
 
 
 async def job_steps(workspace: Path, steps: int, size: int) -> dict[str, float]:

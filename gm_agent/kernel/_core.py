@@ -4,7 +4,7 @@
 folded state, its lease, tools, sandbox and workspace writer, and where the
 steering of the run stands) and the primitives the loop, its control watch, its
 tool calls and its model requests all build on: committing events through
-``evolve`` (``_emit``, ``_set_status``, ``_finish``), showing them to the
+``evolve``'s rules (``_emit``, ``_set_status``, ``_finish``), showing them to the
 observer, and making the job runner and the workspace writer. The parts are
 mixins of this class, put together as :class:`~gm_agent.kernel.loop.Kernel`.
 """
@@ -36,7 +36,7 @@ from gm_agent.journal import DEFAULT_LEASE_S, CheckpointRecord, Journal, new_own
 from gm_agent.kernel._approvals import ApprovalMode
 from gm_agent.kernel._live import LiveTap
 from gm_agent.kernel._writer import WorkspaceWriter
-from gm_agent.kernel.state import JobView, RunState, evolve, fold
+from gm_agent.kernel.state import Folder, JobView, RunState, check_moves
 from gm_agent.llm import Delta, Model, ModelPool
 from gm_agent.policy import Redactor
 from gm_agent.settings import Settings
@@ -82,7 +82,7 @@ class KernelCore:
         self._heartbeat_on = heartbeat
         self._owner = new_owner(clock.new_id())
         self._lease_lost = False
-        self._state = RunState()
+        self._folder = Folder()  # the run's state, each committed event folded in
         self._stored_nodes: set[str] = set()
         self._checkpointed = (0, 0.0)  # (step, monotonic seconds) of the last checkpoint
         self._tools: dict[str, Tool] = {}
@@ -96,6 +96,17 @@ class KernelCore:
         self._in_flight: tuple[Literal["model", "tool"], anyio.CancelScope] | None = None
         # A stop the watcher saw while nothing was in flight: (seq, what it stops).
         self._stop_pending: tuple[int, Literal["any", "model"]] | None = None
+
+    # -- the state ---------------------------------------------------------
+
+    @property
+    def _state(self) -> RunState:
+        """The fold of the run's committed events (as this kernel knows them)."""
+        return self._folder.state
+
+    @_state.setter
+    def _state(self, state: RunState) -> None:
+        self._folder = Folder(state)
 
     # -- events ------------------------------------------------------------
 
@@ -127,7 +138,9 @@ class KernelCore:
             )
             for d in datas
         ]
-        fold(events, self._state)  # raises IllegalTransition before anything is written
+        # Raises IllegalTransition before anything is written; only the status can
+        # make an event illegal, so this costs what the events hold, not the run.
+        check_moves(self._folder.status, events)
         committed: list[Event] = []
         with anyio.CancelScope(shield=True):  # a commit and its fold are never split
             committed = await self._journal.append(
@@ -139,7 +152,7 @@ class KernelCore:
             )
         self._own_ids.update(event.id for event in committed)
         for event in committed:
-            self._state = evolve(self._state, event)
+            self._folder.add(event)  # one event's worth of work, however long the run
             self._notify(event)
         return committed
 

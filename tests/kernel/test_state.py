@@ -32,6 +32,7 @@ from gm_agent.kernel import (
     TRANSITIONS,
     Folder,
     RunState,
+    check_moves,
     check_transition,
     evolve,
     fold,
@@ -181,8 +182,23 @@ def test_a_finished_run_keeps_its_summary() -> None:
 def test_illegal_transitions_raise(path: list, illegal: object) -> None:
     state = fold(events_of(FakeClock(), "R", CREATED, *path))
     (event,) = events_of(FakeClock(), "R", illegal, first_seq=99)  # type: ignore[arg-type]
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition) as by_evolve:
         evolve(state, event)
+    with pytest.raises(IllegalTransition) as by_check:  # the kernel's check before a commit
+        check_moves(state.status, [event])
+    assert str(by_check.value) == str(by_evolve.value)
+    folder = Folder(state)
+    with pytest.raises(IllegalTransition):
+        folder.add(event)
+    assert folder.state == state  # refused before anything changed
+
+
+def test_the_check_before_a_commit_accepts_what_fold_accepts() -> None:
+    events = events_of(FakeClock(), "R", *MIXED)
+    assert check_moves(RunState().status, events) == fold(events).status
+    for cut in range(len(events)):
+        before = fold(events[:cut])
+        assert check_moves(before.status, events[cut:]) == fold(events[cut:], before).status
 
 
 def test_terminal_statuses_have_no_way_out_and_every_other_can_end() -> None:
@@ -293,6 +309,16 @@ def test_a_folder_knows_a_safe_point_as_the_state_does() -> None:
         assert folder.at_rest() == folder.state.at_rest()
         seen.append(folder.at_rest())
     assert False in seen and True in seen  # inside the shell call, and between steps
+
+
+def test_a_folder_read_between_events_equals_evolve_event_by_event() -> None:
+    """The kernel's live fold: state read after each event, as the kernel reads it."""
+    folder, state = Folder(), RunState()
+    for event in events_of(FakeClock(), "R", *MIXED):
+        folder.add(event)
+        state = evolve(state, event)
+        assert folder.state.canonical_json() == state.canonical_json()
+        assert folder.state is folder.state  # kept until the next event
 
 
 def test_an_approval_is_pending_until_answered_and_always_is_remembered_for_the_run() -> None:
