@@ -127,7 +127,7 @@ def test_help_does_not_import_the_heavy_modules() -> None:
     probe = (
         "import sys; from click.testing import CliRunner; from gm_agent.cli import main; "
         "CliRunner().invoke(main, ['--help']); "
-        "print(sorted(m for m in ('pydantic', 'aiosqlite', 'httpx', 'llama_cpp', 'yaml') if m in sys.modules))"
+        "print(sorted(m for m in ('pydantic', 'sqlite3', 'httpx', 'llama_cpp', 'yaml') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
