@@ -36,6 +36,7 @@ from gm_agent.journal import DEFAULT_LEASE_S, CheckpointRecord, Journal, new_own
 from gm_agent.kernel._approvals import ApprovalMode
 from gm_agent.kernel._live import LiveTap
 from gm_agent.kernel._writer import WorkspaceWriter
+from gm_agent.kernel.context import Messages
 from gm_agent.kernel.state import Folder, JobView, RunState, check_moves
 from gm_agent.llm import Delta, Model, ModelPool
 from gm_agent.policy import Redactor
@@ -83,6 +84,7 @@ class KernelCore:
         self._owner = new_owner(clock.new_id())
         self._lease_lost = False
         self._folder = Folder()  # the run's state, each committed event folded in
+        self._messages = Messages()  # what the model sees of it, made once a turn
         self._stored_nodes: set[str] = set()
         self._checkpointed = (0, 0.0)  # (step, monotonic seconds) of the last checkpoint
         self._tools: dict[str, Tool] = {}

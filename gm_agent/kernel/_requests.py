@@ -50,6 +50,7 @@ class ModelRequests(KernelCore):
             self._tool_specs(),
             await self._window_tokens(),
             self._settings.context.compact_at,
+            self._messages,
         )
         if compacted is not None:
             await self._emit([compacted])
@@ -74,7 +75,9 @@ class ModelRequests(KernelCore):
                 timeout_s=self._settings.model_timeout_s,
             )
         )
-        request = build_request(self._state, self._tool_specs(), idempotency_key=spec.key)
+        request = build_request(
+            self._state, self._tool_specs(), idempotency_key=spec.key, messages=self._messages
+        )
         window = await self._window_tokens()
 
         async def effect() -> JobOutcome:
