@@ -34,6 +34,7 @@ from gm_agent.events import (
 from gm_agent.jobs import JobRunner, JobSpec, ShellSandbox
 from gm_agent.journal import DEFAULT_LEASE_S, CheckpointRecord, Journal, new_owner
 from gm_agent.kernel._approvals import ApprovalMode
+from gm_agent.kernel._checkpoint import ItemCodes
 from gm_agent.kernel._live import LiveTap
 from gm_agent.kernel._writer import WorkspaceWriter
 from gm_agent.kernel.context import Messages
@@ -86,6 +87,7 @@ class KernelCore:
         self._folder = Folder()  # the run's state, each committed event folded in
         self._messages = Messages()  # what the model sees of it, made once a turn
         self._stored_nodes: set[str] = set()
+        self._item_codes = ItemCodes()  # each turn, job and patch encoded once
         self._checkpointed = (0, 0.0)  # (step, monotonic seconds) of the last checkpoint
         self._tools: dict[str, Tool] = {}
         self._workspace_writer: WorkspaceWriter | None = None
