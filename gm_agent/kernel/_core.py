@@ -86,6 +86,7 @@ class KernelCore:
         self._lease_lost = False
         self._folder = Folder()  # the run's state, each committed event folded in
         self._messages = Messages()  # what the model sees of it, made once a turn
+        self._windows: dict[str, int] = {}  # context windows from the price table, by model
         self._stored_nodes: set[str] = set()
         self._item_codes = ItemCodes()  # each turn, job and patch encoded once
         self._checkpointed = (0, 0.0)  # (step, monotonic seconds) of the last checkpoint

@@ -181,13 +181,16 @@ def budget_reason(state: RunState, elapsed_s: float) -> str | None:
         elapsed_s: seconds since the run was created.
     """
     budget = state.budget
+    tool_calls = budget.get("max_tool_calls")
     used = {
         "max_steps": (state.step, state.max_steps),
         "max_input_tokens": (state.usage.input_tokens, budget.get("max_input_tokens")),
         "max_output_tokens": (state.usage.output_tokens, budget.get("max_output_tokens")),
-        "max_tool_calls": (
-            sum(1 for t in state.conversation if t.role == "tool"),
-            budget.get("max_tool_calls"),
+        "max_tool_calls": (  # counted only when limited: it walks the whole conversation
+            sum(1 for t in state.conversation if t.role == "tool")
+            if isinstance(tool_calls, int | float)
+            else 0,
+            tool_calls,
         ),
         "max_wall_s": (elapsed_s, budget.get("max_wall_s")),
         "max_cost_usd": (state.cost_usd, budget.get("max_cost_usd")),

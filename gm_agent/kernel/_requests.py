@@ -38,10 +38,13 @@ class ModelRequests(KernelCore):
         configured = self._settings.context.window_tokens or self._model.context_window
         if configured is not None:
             return configured
-        listed = await anyio.to_thread.run_sync(
-            context_window_of, self._model.pricing, self._model.name.partition(":")[2]
-        )
-        return listed or DEFAULT_WINDOW_TOKENS
+        name = self._model.name
+        if name not in self._windows:  # looked up once a model: the table is fixed
+            listed = await anyio.to_thread.run_sync(
+                context_window_of, self._model.pricing, name.partition(":")[2]
+            )
+            self._windows[name] = listed or DEFAULT_WINDOW_TOKENS
+        return self._windows[name]
 
     async def _compact(self) -> None:
         """Journal a ``context.compacted`` when the next request nears the window."""
