@@ -33,8 +33,8 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,14 @@ class Contender:
         command: ``command(workdir, resume)``: the argv that starts (or resumes) the run.
         prepare: writes what the run needs into a new, empty ``workdir``.
         ambiguous: how many steps the system reported as of unknown outcome.
+        environ: variables the command gets besides ``PATH`` and ``HOME``.
     """
 
     name: str
     command: Callable[[Path, bool], list[str]]
     prepare: Callable[[Path], None] = lambda workdir: None
     ambiguous: Callable[[Path], int] = lambda workdir: 0
+    environ: Mapping[str, str] = field(default_factory=dict[str, str])
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ class CrashTrial:
         return asdict(self)
 
 
-def gm_contender(gm: list[str]) -> Contender:
-    """gm_agent under the crash test; ``gm`` is the argv prefix of the ``gm`` command."""
+def gm_contender(gm: list[str], environ: Mapping[str, str]) -> Contender:
+    """gm_agent under the crash test; ``gm`` is the argv prefix of the ``gm`` command,
+    ``environ`` what it runs with (see ``_startup.gm_environ``)."""
 
     def prepare(workdir: Path) -> None:
         moves: list[dict[str, Any]] = [
@@ -122,7 +125,7 @@ def gm_contender(gm: list[str]) -> Contender:
         conn.close()
         return count
 
-    return Contender("gm_agent", command, prepare, ambiguous)
+    return Contender("gm_agent", command, prepare, ambiguous, environ)
 
 
 def _lines(ledger: Path) -> list[str]:
@@ -143,7 +146,7 @@ def _wait_lines(ledger: Path, more_than: int, process: subprocess.Popen[bytes]) 
 
 
 def _start(contender: Contender, workdir: Path, resume: bool) -> subprocess.Popen[bytes]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")}
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), **contender.environ}
     with open(workdir.parent / f"{workdir.name}.stderr", "ab") as stderr:
         return subprocess.Popen(
             contender.command(workdir, resume),

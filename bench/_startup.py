@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["gm_command", "startup"]
+__all__ = ["gm_command", "gm_environ", "startup"]
 
 _FINISH = {
     "id": "bench",
@@ -55,9 +55,23 @@ _FINISH = {
 
 def gm_command() -> list[str]:
     """The argv prefix a user types: the ``gm`` script beside this interpreter, else
-    ``python -m gm_agent``."""
+    ``python -m gm_agent``. Run it with :func:`gm_environ`."""
     script = Path(sys.executable).parent / "gm"
     return [str(script)] if script.exists() else [sys.executable, "-m", "gm_agent"]
+
+
+def gm_environ() -> dict[str, str]:
+    """A clean environment for a ``gm`` process that runs the gm_agent this harness
+    imported: ``PYTHONPATH`` names its checkout, which need not be the one installed
+    in the interpreter (a git worktree's, say); without it the ``gm`` script would
+    import, and the figures would measure, the installed one."""
+    import gm_agent
+
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/"),
+        "PYTHONPATH": str(Path(gm_agent.__file__).resolve().parent.parent),
+    }
 
 
 @contextmanager
@@ -88,9 +102,9 @@ def _model_server(arrivals: list[float]) -> Iterator[str]:
         server.server_close()
 
 
-def _wall_ms(argv: list[str], cwd: Path | None = None) -> float:
+def _wall_ms(argv: list[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
+    subprocess.run(argv, env=env, check=True, capture_output=True)
     return (time.perf_counter() - started) * 1000
 
 
@@ -98,11 +112,14 @@ def _first_request_ms(root: Path, url: str, arrivals: list[float]) -> float:
     """Start ``gm run`` in a new workspace under ``root``; ms to its first model request."""
     workspace = Path(tempfile.mkdtemp(dir=root))
     (workspace / "task.md").write_text(f"---\nmodel: {url}#bench\n---\nSay hello.\n")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
     seen = len(arrivals)
     started = time.perf_counter()
     process = subprocess.run(
-        [*gm_command(), "run", "task.md"], cwd=workspace, env=env, capture_output=True, check=False
+        [*gm_command(), "run", "task.md"],
+        cwd=workspace,
+        env=gm_environ(),
+        capture_output=True,
+        check=False,
     )
     if process.returncode != 0 or len(arrivals) == seen:
         raise RuntimeError(f"gm run failed ({process.returncode}): {process.stderr[-500:]!r}")
@@ -128,6 +145,6 @@ def startup(root: Path, repeats: int) -> dict[str, list[float]]:
     with _model_server(arrivals) as url:
         for _ in range(repeats):
             samples["python -c pass"].append(_wall_ms([sys.executable, "-c", "pass"]))
-            samples["gm --help"].append(_wall_ms([*gm_command(), "--help"]))
+            samples["gm --help"].append(_wall_ms([*gm_command(), "--help"], gm_environ()))
             samples["gm run to first model request"].append(_first_request_ms(root, url, arrivals))
     return samples

@@ -56,7 +56,7 @@ from _report import (  # noqa: E402
     STEP_SYSTEMS,
     render,
 )
-from _startup import gm_command, startup  # noqa: E402
+from _startup import gm_command, gm_environ, startup  # noqa: E402
 
 WORKLOADS = ("steps", "growth", "crash", "replay", "startup")
 RESULTS = BENCH / "results"
@@ -189,7 +189,7 @@ def measure_crash(root: Path, plan: Plan, peers: Path | None) -> dict[str, list[
     Returns:
         ``{system: [trial, ...]}``, each trial ``CrashTrial.as_json()`` (times in ms).
     """
-    contenders = [gm_contender(gm_command())]
+    contenders = [gm_contender(gm_command(), gm_environ())]
     if peers is not None:
         contenders += [
             _peer_contender("DBOS", peers, "dbos_work.py"),
