@@ -12,6 +12,7 @@ import anyio
 from textual.pilot import Pilot
 
 from gm_agent.clock import FakeClock
+from gm_agent.errors import JournalError
 from gm_agent.events import Event
 from gm_agent.journal import Journal
 from gm_agent.kernel import run_task
@@ -84,7 +85,12 @@ async def journaled(
             if not (workspace / ".gm" / "journal.db").exists():  # the run is starting
                 await anyio.sleep(0.05)
                 continue
-            found = [e for e in await events(workspace, run_id) if e.kind == kind and where(e)]
+            try:
+                seen = await events(workspace, run_id)
+            except JournalError:  # created but not yet migrated by the starting run
+                await anyio.sleep(0.05)
+                continue
+            found = [e for e in seen if e.kind == kind and where(e)]
             if found:
                 return found[0]
             await anyio.sleep(0.05)
