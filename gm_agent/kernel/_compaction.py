@@ -22,10 +22,8 @@ same figure :func:`estimate_tokens` gives for the request itself.
 
 from __future__ import annotations
 
-import json
-
 from gm_agent.events import ContextCompacted
-from gm_agent.kernel.context import Messages, message_chars
+from gm_agent.kernel.context import Messages, message_chars, tool_chars
 from gm_agent.kernel.state import RunState
 from gm_agent.llm import ModelRequest, ToolSpec
 
@@ -59,15 +57,12 @@ def _tokens(chars: int, messages: int) -> int:
     return int(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS * messages
 
 
-def _tools_chars(tools: tuple[ToolSpec, ...]) -> int:
-    return sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in tools)
-
-
 def estimate_tokens(request: ModelRequest) -> int:
     """An upper-leaning estimate of ``request``'s size in tokens: its messages' text,
     tool calls, provider data and tool schemas at :data:`CHARS_PER_TOKEN`, plus a
     few per message."""
-    chars = sum(message_chars(m) for m in request.messages) + _tools_chars(request.tools)
+    chars = sum(message_chars(m) for m in request.messages)
+    chars += sum(tool_chars(t) for t in request.tools)
     return _tokens(chars, len(request.messages))
 
 
@@ -76,7 +71,7 @@ class _Sizer:
 
     def __init__(self, state: RunState, tools: tuple[ToolSpec, ...], messages: Messages) -> None:
         self._state = state
-        self._tools_chars = _tools_chars(tools)
+        self._tools_chars = messages.tools_chars(tools)
         self._messages = messages
 
     def __call__(self, marks: tuple[int, int]) -> int:

@@ -226,12 +226,22 @@ def model_job_key(run_id: str, step: int, model: str, attempt: int = 0) -> str:
 
 
 def model_attempts(state: RunState, step: int) -> int:
-    """How many model requests of step ``step`` were stopped (``job.cancelled``)."""
-    return sum(
-        1
-        for job in state.jobs
-        if job.job_kind == "model" and job.args.get("step") == step and job.status == "cancelled"
-    )
+    """How many model requests of step ``step`` were stopped (``job.cancelled``).
+
+    Walks back from the newest job and stops at a model request of an earlier
+    step (a run asks for step N+1 only after step N's response), so it costs
+    what the latest step holds, not the whole run.
+    """
+    stopped = 0
+    for job in reversed(state.jobs):
+        if job.job_kind != "model":
+            continue
+        asked = job.args.get("step")
+        if isinstance(asked, int) and asked < step:
+            break
+        if asked == step and job.status == "cancelled":
+            stopped += 1
+    return stopped
 
 
 def shell_job_key(run_id: str, step: int, index: int, command: ShellCommand) -> str:

@@ -63,7 +63,7 @@ class ModelRequests(KernelCore):
     async def _request_move(self) -> ModelResponse | None:
         """Run the model request as an idempotent job; its response, or None on failure."""
         step = self._state.step + 1
-        open_model = [j for j in self._state.open_jobs() if j.job_kind == "model"]
+        open_model = [j for j in self._folder.open_jobs() if j.job_kind == "model"]
         spec = (
             replace(spec_of(open_model[-1]), timeout_s=self._settings.model_timeout_s)
             if open_model  # cut off by a crash: same job, same key

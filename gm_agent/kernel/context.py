@@ -21,7 +21,15 @@ from gm_agent.events import ToolCallData
 from gm_agent.kernel.state import RunState, Turn
 from gm_agent.llm import Message, ModelRequest, ToolSpec
 
-__all__ = ["KEEP_CHARS", "SYSTEM_PROMPT", "Messages", "build_request", "message_chars", "shorten"]
+__all__ = [
+    "KEEP_CHARS",
+    "SYSTEM_PROMPT",
+    "Messages",
+    "build_request",
+    "message_chars",
+    "shorten",
+    "tool_chars",
+]
 
 SYSTEM_PROMPT = """\
 You are gm, an autonomous agent working in a project directory ({workspace}).
@@ -108,6 +116,12 @@ def message_chars(message: Message) -> int:
     return chars
 
 
+def tool_chars(tool: ToolSpec) -> int:
+    """The characters ``tool``'s offer carries to the model: name, description and
+    JSON Schema."""
+    return len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
+
+
 class Messages:
     """The messages of one run's conversation, each made once: whole, and cut short
     (for turns before ``truncated_before``), with prefix sums of their sizes.
@@ -132,6 +146,7 @@ class Messages:
         self._first: int | None = None  # the first assistant turn
         self._system: tuple[tuple[str, str | None, str | None], Message] | None = None
         self._note: tuple[tuple[int, int, tuple[str, ...]], Message] | None = None
+        self._tools: dict[int, tuple[ToolSpec, int]] = {}  # tool_chars by spec object
 
     def _sync(self, conversation: tuple[Turn, ...]) -> None:
         known = len(self._turns)
@@ -181,6 +196,17 @@ class Messages:
         cut = max(drop_end, min(end, truncated))
         messages += self._short[drop_end:cut] + self._whole[cut:end]
         return tuple(messages)
+
+    def tools_chars(self, tools: tuple[ToolSpec, ...]) -> int:
+        """:func:`tool_chars` summed over ``tools``, each spec (an immutable object a
+        tool keeps) measured once."""
+        total = 0
+        for tool in tools:
+            known = self._tools.get(id(tool))
+            if known is None or known[0] is not tool:
+                known = self._tools[id(tool)] = (tool, tool_chars(tool))
+            total += known[1]
+        return total
 
     def size(self, state: RunState, marks: tuple[int, int]) -> tuple[int, int]:
         """``(characters, messages)`` of the request ``state`` would make with
