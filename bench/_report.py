@@ -91,11 +91,16 @@ def _steps_section(results: dict[str, Any]) -> list[str]:
     if GM_TURN in steps:
         first = _median(t["ms_first_tenth"] for t in steps[GM_TURN])
         last = _median(t["ms_last_tenth"] for t in steps[GM_TURN])
+        trend = (  # the bound the storage goal calls linear
+            "the per-turn cost grows with the conversation"
+            if last > LINEAR_RATIO * first
+            else "the per-turn cost does not grow with the conversation"
+        )
         out += [
             "",
             f"gm_agent kernel turn over the run: {_fmt_ms(first)} ms per turn in the first "
-            f"tenth of the turns, {_fmt_ms(last)} ms in the last tenth (the per-turn cost "
-            "grows with the conversation).",
+            f"tenth of the turns, {_fmt_ms(last)} ms in the last tenth ({trend}: last "
+            f"÷ first {last / first:.2f}).",
         ]
     return out
 
