@@ -121,7 +121,7 @@ def one(root: Path, case: str, model_url: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 runs per case instead of 10")
     repeats = 3 if parser.parse_args().quick else 10
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowModel)

@@ -67,12 +67,17 @@ async def ms_per_step(steps: int) -> float:
                 )
             )
         return Move(
-            tool_calls=(ToolCallData(call_id=f"c{turn}", name="read_file", args={"path": "f.txt"}),)
+            tool_calls=(  # two files in turn: the same call 3 times over is a loop
+                ToolCallData(
+                    call_id=f"c{turn}", name="read_file", args={"path": f"f{turn % 2}.txt"}
+                ),
+            )
         )
 
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         workspace = Path(tmp)
-        (workspace / "f.txt").write_text("hello\n")
+        (workspace / "f0.txt").write_text("hello\n")
+        (workspace / "f1.txt").write_text("world\n")
         settings = load_settings(workspace, {})
         clock = SystemClock()
         async with await Journal.open(settings.journal_path) as journal:

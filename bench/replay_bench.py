@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import anyio
+from pydantic import JsonValue
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -139,7 +140,7 @@ async def bytes_per_step(steps: int, change: int) -> tuple[float, float, float]:
                     tool_calls=(ToolCallData(call_id="end", name="finish", args={"summary": "ok"}),)
                 )
             content = f"{turn:08d}" * (change // 8)
-            args = {"path": f"f{turn % 50}.txt", "content": content}
+            args: dict[str, JsonValue] = {"path": f"f{turn % 50}.txt", "content": content}
             return Move(
                 tool_calls=(ToolCallData(call_id=f"c{turn}", name="write_file", args=args),)
             )

@@ -86,7 +86,7 @@ async def memory_mb(root: Path, events: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--quick", action="store_true")
     quick = parser.parse_args().quick
     samples, events = (10, 20_000) if quick else (30, 100_000)

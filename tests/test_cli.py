@@ -127,12 +127,33 @@ def test_help_does_not_import_the_heavy_modules() -> None:
     probe = (
         "import sys; from click.testing import CliRunner; from gm_agent.cli import main; "
         "CliRunner().invoke(main, ['--help']); "
-        "print(sorted(m for m in ('pydantic', 'aiosqlite', 'httpx', 'llama_cpp', 'yaml') if m in sys.modules))"
+        "print(sorted(m for m in ('pydantic', 'sqlite3', 'httpx', 'llama_cpp', 'yaml') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_scripted_run_and_its_resume_import_no_http_client_nor_jinja2(workspace: Path) -> None:
+    """Those are for the HTTP providers and for schemes; a run with a local or
+    scripted model starts (and resumes) without them."""
+    task = scripted_task(workspace)
+    probe = (
+        "import sys; from click.testing import CliRunner; from gm_agent.cli import main; "
+        "result = CliRunner().invoke(main, sys.argv[1:]); "
+        "print(result.exit_code, sorted(m for m in ('httpx', 'jinja2', 'gm_agent.llm.openai', "
+        "'gm_agent.llm.anthropic', 'gm_agent.llm.gemini') if m in sys.modules))"
+    )
+    for args in (["run", str(task)], ["resume", "--all"]):
+        out = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert out.strip().splitlines()[-1] == "0 []", out
 
 
 def test_export_gives_a_markdown_transcript_and_json_lines(workspace: Path) -> None:

@@ -1,6 +1,6 @@
 """The ``gm`` command. Thin: parse, call one library function, render.
 
-Heavy modules (pydantic, aiosqlite, httpx, llama.cpp) are imported inside the
+Heavy modules (pydantic, sqlite3, httpx, llama.cpp) are imported inside the
 commands, so ``gm --help`` stays fast. Commands live in modules by concern:
 running (``_runs``), changing files back (``_changes``) and history (``_history``).
 """

@@ -11,9 +11,8 @@ no digest and start the chain again after them.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Sequence
-
-import aiosqlite
 
 from gm_agent.events import Event
 
@@ -52,25 +51,23 @@ def event_columns(event: Event, data: str) -> tuple[object, ...]:
     )
 
 
-async def chain_head(conn: aiosqlite.Connection, run_id: str) -> str:
+def chain_head(conn: sqlite3.Connection, run_id: str) -> str:
     """The digest of ``run_id``'s newest event (``""`` when it has none, or none with a digest)."""
-    rows = list(
-        await conn.execute_fetchall(
-            "SELECT digest FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
-        )
-    )
-    return str(rows[0][0] or "") if rows else ""
+    row = conn.execute(
+        "SELECT digest FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
+    ).fetchone()
+    return str(row[0] or "") if row else ""
 
 
-async def first_broken_link(conn: aiosqlite.Connection, run_id: str) -> int | None:
+def first_broken_link(conn: sqlite3.Connection, run_id: str) -> int | None:
     """The seq of ``run_id``'s first event whose digest does not match, or ``None``."""
     previous = ""
-    cursor = await conn.execute(
+    cursor = conn.execute(
         f"SELECT seq, {DIGESTED_COLUMNS}, digest FROM events WHERE run_id = ? ORDER BY seq",
         (run_id,),
     )
     try:
-        while rows := await cursor.fetchmany(2000):
+        while rows := cursor.fetchmany(2000):
             for row in rows:
                 seq, *columns, stored = tuple(row)
                 if stored is None:  # written before schema 2: nothing to check
@@ -80,5 +77,5 @@ async def first_broken_link(conn: aiosqlite.Connection, run_id: str) -> int | No
                     return int(seq)
                 previous = str(stored)
     finally:
-        await cursor.close()
+        cursor.close()
     return None

@@ -8,8 +8,11 @@ kernel's business. A checkpoint row is written in the same transaction as the
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
+
 from pydantic import BaseModel, ConfigDict
+
+from gm_agent.journal._thread import AsyncConnection
 
 _LAST_SEQ = 2**62  # SQLite integers are 64-bit; no seq comes near
 
@@ -28,9 +31,9 @@ class CheckpointRecord(BaseModel):
     state_hash: str
 
 
-async def insert_checkpoint(conn: aiosqlite.Connection, record: CheckpointRecord) -> None:
+def insert_checkpoint(conn: sqlite3.Connection, record: CheckpointRecord) -> None:
     """Store ``record`` (a repeated ``(run_id, upto_seq)`` is ignored: same state, same row)."""
-    await conn.execute(
+    conn.execute(
         "INSERT OR IGNORE INTO checkpoints (run_id, upto_seq, state, state_hash) "
         "VALUES (?, ?, ?, ?)",
         (record.run_id, record.upto_seq, record.state, record.state_hash),
@@ -38,7 +41,7 @@ async def insert_checkpoint(conn: aiosqlite.Connection, record: CheckpointRecord
 
 
 async def latest_checkpoint(
-    conn: aiosqlite.Connection, run_id: str, at_most_seq: int | None
+    conn: AsyncConnection, run_id: str, at_most_seq: int | None
 ) -> CheckpointRecord | None:
     """``run_id``'s newest checkpoint, or its newest at or before ``at_most_seq``."""
     rows = list(
@@ -56,7 +59,7 @@ async def latest_checkpoint(
     )
 
 
-async def checkpoint_hashes(conn: aiosqlite.Connection, run_id: str) -> dict[int, str]:
+async def checkpoint_hashes(conn: AsyncConnection, run_id: str) -> dict[int, str]:
     """``{upto_seq: state_hash}`` for each of ``run_id``'s checkpoints."""
     rows = await conn.execute_fetchall(
         "SELECT upto_seq, state_hash FROM checkpoints WHERE run_id = ? ORDER BY upto_seq",

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from gm_agent.errors import JournalCorrupt, JournalError
+from gm_agent.journal._thread import AsyncConnection
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
 """How long a writer waits for another process's write transaction, in ms."""
@@ -40,8 +41,29 @@ def translate(path: Path, exc: sqlite3.Error) -> JournalError:
     return JournalError(f"journal {str(path)!r}: {exc}")
 
 
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """ROLLBACK if SQLite has not rolled back already; its own failure is ignored."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def transact(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work(conn)`` between ``BEGIN IMMEDIATE`` and ``COMMIT``, on the connection's
+    thread (give it to :meth:`AsyncConnection.run`: the whole transaction is then
+    one round trip). On any error it is rolled back, as :func:`transaction` does."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        _roll_back(conn)
+        raise
+    return result
+
+
 @asynccontextmanager
-async def transaction(conn: aiosqlite.Connection) -> AsyncGenerator[None, None]:
+async def transaction(conn: AsyncConnection) -> AsyncGenerator[None, None]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``; on any error, roll back if SQLite has not already.
 
     SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
@@ -53,21 +75,18 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncGenerator[None, None]:
         yield
         await conn.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
+        await conn.run(_roll_back)
         raise
 
 
 async def fetchone_or_none(
-    conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
-) -> sqlite3.Row | None:
-    # One trip to aiosqlite's thread (execute and fetch together), not three.
-    rows = list(await conn.execute_fetchall(sql, params))
+    conn: AsyncConnection, sql: str, params: Sequence[Any] = ()
+) -> tuple[Any, ...] | None:
+    rows = await conn.execute_fetchall(sql, params)
     return rows[0] if rows else None
 
 
-async def fetchone(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row:
+async def fetchone(conn: AsyncConnection, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
     row = await fetchone_or_none(conn, sql, params)
     assert row is not None, sql
     return row

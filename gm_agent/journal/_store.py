@@ -14,7 +14,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
 from gm_agent._bulk import cycle_collection_paused
@@ -44,9 +43,11 @@ from gm_agent.journal._sql import (
     BUSY_TIMEOUT_MS,
     fetchone,
     fetchone_or_none,
+    transact,
     transaction,
     translate,
 )
+from gm_agent.journal._thread import AsyncConnection
 
 log = logging.getLogger("gm_agent.journal")
 
@@ -125,10 +126,85 @@ def _row_to_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
         raise JournalCorrupt(f"event seq {seq} ({kind!r}) cannot be read: {exc}", seq) from exc
 
 
-def _parse_rows(rows: Iterable[sqlite3.Row]) -> list[Event]:
+def _parse_rows(rows: Iterable[tuple[Any, ...]]) -> list[Event]:
     """Parse rows into events (see :mod:`gm_agent._bulk` for why the collector waits)."""
     with cycle_collection_paused():
         return [_row_to_event(row) for row in rows]
+
+
+def _commit(
+    conn: sqlite3.Connection,
+    events: Sequence[Event],
+    blobs: Sequence[bytes],
+    lease_owner: str | None,
+    checkpoint: CheckpointRecord | None,
+    unique: Collection[str],
+    fence: tuple[str, int] | None,
+) -> list[Event]:
+    """The statements of :meth:`Journal.append`, inside its transaction."""
+    if lease_owner is not None:
+        _check_lease(conn, lease_owner, {e.run_id for e in events})
+    if fence is not None:
+        _check_unsteered(conn, *fence)
+    for blob in blobs:
+        conn.execute(
+            "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?, ?, ?)",
+            (hashlib.sha256(blob).hexdigest(), len(blob), blob),
+        )
+    heads = {r: chain_head(conn, r) for r in {e.run_id for e in events}}
+    committed: list[Event] = []
+    inserted: list[Event] = []
+    for event in events:
+        stored, new = _insert(conn, event, heads)
+        if not new and event.id in unique:
+            raise DuplicateEvent(f"event {event.id!r} is journaled already", stored)
+        committed.append(stored)
+        if new:
+            inserted.append(stored)
+    if checkpoint is not None:
+        insert_checkpoint(conn, checkpoint)
+    project_last_seqs(conn, inserted)
+    return committed
+
+
+def _check_lease(conn: sqlite3.Connection, owner: str, run_ids: set[str]) -> None:
+    for run_id in sorted(run_ids):
+        row = conn.execute("SELECT lease_owner FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is not None and row[0] != owner:
+            raise LeaseLost(f"run {run_id} is now executed by {row[0]}; this process stopped")
+
+
+def _check_unsteered(conn: sqlite3.Connection, run_id: str, after_seq: int) -> None:
+    row = conn.execute(
+        "SELECT seq, kind FROM events WHERE run_id = ? AND seq > ? AND source = 'user' "
+        f"AND kind IN ({', '.join('?' * len(STEERING_KINDS))}) LIMIT 1",
+        (run_id, after_seq, *STEERING_KINDS),
+    ).fetchone()
+    if row is not None:
+        raise Superseded(f"run {run_id} got {row[1]} (seq {row[0]}) since seq {after_seq}")
+
+
+def _insert(conn: sqlite3.Connection, event: Event, heads: dict[str, str]) -> tuple[Event, bool]:
+    """Insert one event, chained to ``heads[run_id]`` (moved on when it is new).
+
+    Returns the stored event and whether it is new (not a repeated id).
+    """
+    columns = event_columns(event, encode_payload(event))
+    digest = event_digest(heads[event.run_id], columns)
+    row = conn.execute(
+        "INSERT INTO events (id, run_id, kind, v, at, source, causation_id, data, digest) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING seq",
+        (*columns, digest),
+    ).fetchone()
+    if row is None:
+        existing = conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event.id,)
+        ).fetchone()
+        return _row_to_event(existing), False
+    seq = int(row[0])
+    heads[event.run_id] = digest
+    project(conn, event, seq)
+    return event.model_copy(update={"seq": seq}), True
 
 
 class Journal:
@@ -140,7 +216,7 @@ class Journal:
     ``BEGIN IMMEDIATE`` and a busy timeout of :data:`BUSY_TIMEOUT_MS`).
     """
 
-    def __init__(self, path: Path, conn: aiosqlite.Connection, clock: Clock) -> None:
+    def __init__(self, path: Path, conn: AsyncConnection, clock: Clock) -> None:
         self.path = path
         self._conn = conn
         self._clock = clock
@@ -184,13 +260,13 @@ class Journal:
                         f"no journal at {str(path)!r}; run `gm run TASK` in this workspace first"
                     )
                 path.parent.mkdir(parents=True, exist_ok=True)
-            if path.is_dir():  # refused here: aiosqlite leaks a thread when connect fails
+            if path.is_dir():  # refused here, with a clearer message than SQLite's
                 raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
             if read_only:
                 uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
-                conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+                conn = await AsyncConnection.open(uri, uri=True)
             else:
-                conn = await aiosqlite.connect(path, isolation_level=None)
+                conn = await AsyncConnection.open(path)
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"cannot open the journal {str(path)!r}: {exc}") from exc
         try:
@@ -207,7 +283,7 @@ class Journal:
         return cls(path, conn, clock or SystemClock())
 
     @staticmethod
-    async def _require_current(path: Path, conn: aiosqlite.Connection) -> None:
+    async def _require_current(path: Path, conn: AsyncConnection) -> None:
         version = (await fetchone(conn, "PRAGMA user_version"))[0]
         if version < LATEST_VERSION:
             raise JournalError(
@@ -216,7 +292,7 @@ class Journal:
             )
 
     @staticmethod
-    async def _check(path: Path, conn: aiosqlite.Connection, *, integrity: bool) -> None:
+    async def _check(path: Path, conn: AsyncConnection, *, integrity: bool) -> None:
         """Refuse, without writing, a file that is not a journal we can read.
 
         With ``integrity``, also run ``PRAGMA quick_check`` (O(file size); SQLite
@@ -244,7 +320,7 @@ class Journal:
             raise JournalCorrupt(f"{str(path)!r} has no events table; it was not modified")
 
     @staticmethod
-    async def _set_pragmas(path: Path, conn: aiosqlite.Connection, durability: Durability) -> None:
+    async def _set_pragmas(path: Path, conn: AsyncConnection, durability: Durability) -> None:
         synchronous = "FULL" if durability == "full" else "NORMAL"
         try:
             mode = (await fetchone(conn, "PRAGMA journal_mode=WAL"))[0]
@@ -261,7 +337,7 @@ class Journal:
         )
 
     @staticmethod
-    async def _migrate(path: Path, conn: aiosqlite.Connection) -> None:
+    async def _migrate(path: Path, conn: AsyncConnection) -> None:
         try:
             version = (await fetchone(conn, "PRAGMA user_version"))[0]
             for number in range(version + 1, LATEST_VERSION + 1):
@@ -332,79 +408,23 @@ class Journal:
             Superseded: ``fence`` found a steering event; nothing is committed.
             JournalError: the write failed (disk full, locked too long); nothing of
                 this batch is committed and everything committed before is kept.
+
+        The batch is committed whole or not at all, in one call on the journal's
+        thread: cancelling the caller meanwhile does not cut it short.
         """
-        committed: list[Event] = []
-        try:
-            async with transaction(self._conn):
-                if lease_owner is not None:
-                    await self._fence(lease_owner, {e.run_id for e in events})
-                if fence is not None:
-                    await self._unsteered(*fence)
-                for blob in blobs:
-                    await self._conn.execute(
-                        "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?, ?, ?)",
-                        (hashlib.sha256(blob).hexdigest(), len(blob), blob),
-                    )
-                heads = {r: await chain_head(self._conn, r) for r in {e.run_id for e in events}}
-                inserted: list[Event] = []
-                for event in events:
-                    stored, new = await self._insert(event, heads)
-                    if not new and event.id in unique:
-                        raise DuplicateEvent(f"event {event.id!r} is journaled already", stored)
-                    committed.append(stored)
-                    if new:
-                        inserted.append(stored)
-                if checkpoint is not None:
-                    await insert_checkpoint(self._conn, checkpoint)
-                await project_last_seqs(self._conn, inserted)
+        blobs = list(blobs)
+
+        def commit(conn: sqlite3.Connection) -> list[Event]:
+            return _commit(conn, events, blobs, lease_owner, checkpoint, unique, fence)
+
+        try:  # one call on the connection's thread for the whole transaction
+            return await self._conn.run(lambda conn: transact(conn, commit))
         except sqlite3.Error as exc:
             raise translate(self.path, exc) from exc
         except UnicodeEncodeError as exc:
             raise JournalError(
                 f"an event holds text that is not valid Unicode ({exc}); a bug"
             ) from exc
-        return committed
-
-    async def _unsteered(self, run_id: str, after_seq: int) -> None:
-        row = await fetchone_or_none(
-            self._conn,
-            "SELECT seq, kind FROM events WHERE run_id = ? AND seq > ? AND source = 'user' "
-            f"AND kind IN ({', '.join('?' * len(STEERING_KINDS))}) LIMIT 1",
-            (run_id, after_seq, *STEERING_KINDS),
-        )
-        if row is not None:
-            raise Superseded(f"run {run_id} got {row[1]} (seq {row[0]}) since seq {after_seq}")
-
-    async def _fence(self, owner: str, run_ids: set[str]) -> None:
-        for run_id in sorted(run_ids):
-            row = await fetchone_or_none(
-                self._conn, "SELECT lease_owner FROM runs WHERE run_id = ?", (run_id,)
-            )
-            if row is not None and row[0] != owner:
-                raise LeaseLost(f"run {run_id} is now executed by {row[0]}; this process stopped")
-
-    async def _insert(self, event: Event, heads: dict[str, str]) -> tuple[Event, bool]:
-        """Insert one event, chained to ``heads[run_id]`` (moved on when it is new).
-
-        Returns the stored event and whether it is new (not a repeated id).
-        """
-        columns = event_columns(event, encode_payload(event))
-        digest = event_digest(heads[event.run_id], columns)
-        row = await fetchone_or_none(
-            self._conn,
-            "INSERT INTO events (id, run_id, kind, v, at, source, causation_id, data, digest) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING seq",
-            (*columns, digest),
-        )
-        if row is None:
-            existing = await fetchone(
-                self._conn, f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event.id,)
-            )
-            return _row_to_event(existing), False
-        seq = int(row[0])
-        heads[event.run_id] = digest
-        await project(self._conn, event, seq)
-        return event.model_copy(update={"seq": seq}), True
 
     # -- reading -----------------------------------------------------------
 
@@ -492,7 +512,7 @@ class Journal:
         breaks the chain at or right after it.
         """
         try:
-            return await first_broken_link(self._conn, run_id)
+            return await self._conn.run(lambda conn: first_broken_link(conn, run_id))
         except sqlite3.Error as exc:
             raise translate(self.path, exc) from exc
 
@@ -577,7 +597,7 @@ class Journal:
         )
         return [self._run_row(row) for row in rows]
 
-    def _run_row(self, row: sqlite3.Row) -> RunRow:
+    def _run_row(self, row: tuple[Any, ...]) -> RunRow:
         fields = dict(zip(_RUN_FIELDS, row, strict=True))
         live = fields["status"] in ("created", "running", "waiting")
         owner, expires = fields["lease_owner"], fields["lease_expires_at"]
@@ -627,13 +647,13 @@ class Journal:
             LeaseLost: the lease is no longer ours (it expired and was taken).
         """
         try:
-            cursor = await self._conn.execute(
+            changed = await self._conn.execute(
                 "UPDATE runs SET lease_expires_at = ? WHERE run_id = ? AND lease_owner = ?",
                 (self._expiry(ttl_s), run_id, owner),
             )
         except sqlite3.Error as exc:
             raise translate(self.path, exc) from exc
-        if cursor.rowcount != 1:
+        if changed != 1:
             raise LeaseLost(f"the lease on run {run_id} was taken by another process; stopping")
 
     async def release_lease(self, run_id: str, owner: str) -> None:

@@ -16,6 +16,11 @@ A checkpoint adds only the items that are new or changed since the previous
 one, plus the last page of each level and the root: a few KiB, however long the
 run. The rest of the state (a few scalars) is stored inline.
 
+Encoding needs each item's canonical JSON and hash. Turns, jobs and patches are
+immutable, and a later state holds the very objects of the items that did not
+change, so the kernel keeps an :class:`ItemCodes` for its run: an item is
+encoded once, however many checkpoints include it.
+
 Loading reads the tree level by level (one query per level) and checks the
 result against the checkpoint's ``state_hash``; a checkpoint that cannot be
 used (written by another format, a blob missing, a hash mismatch) is skipped
@@ -28,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +48,7 @@ __all__ = [
     "FANOUT",
     "LAST_SEQ",
     "EncodedState",
+    "ItemCodes",
     "decode_state",
     "encode_state",
     "history",
@@ -83,46 +89,102 @@ class EncodedState:
         )
 
 
+_Code = tuple[bytes, str]
+"""An item's canonical JSON and the hex sha256 of it."""
+
+
+def _code(value: Any) -> _Code:
+    data = _canonical(value)
+    return data, hashlib.sha256(data).hexdigest()
+
+
+class ItemCodes:
+    """The codes of the items of a run's state trees (its turns, jobs, patches and
+    changed files), each computed once per item object.
+
+    Keep one per run (the kernel does) and give it to :func:`encode_state`: an
+    item a checkpoint encoded before, the same object in a later state, is not
+    encoded again. It holds the items of the last state encoded only.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[object, _Code]] = {}
+
+    def trees(self, state: RunState) -> dict[str, list[_Code]]:
+        """Each tree's items' codes, in order, for ``state``."""
+        known, kept = self._known, dict[int, tuple[object, _Code]]()
+        found: dict[str, list[_Code]] = {}
+        for name in _TREES:
+            items: Sequence[Any] = getattr(state, name)
+            codes: list[_Code] = []
+            for item in items:
+                entry = known.get(id(item))
+                if entry is None or entry[0] is not item:
+                    dumped = item if isinstance(item, str) else item.model_dump(mode="json")
+                    entry = (item, _code(dumped))
+                kept[id(item)] = entry
+                codes.append(entry[1])
+            found[name] = codes
+        self._known = kept
+        return found
+
+
 class _Nodes:
     """Collects the tree nodes an encoding needs, leaving out the ones already stored."""
 
-    def __init__(self, stored: frozenset[str]) -> None:
+    def __init__(self, stored: Set[str]) -> None:
         self.stored = stored
         self.new: dict[str, bytes] = {}
 
-    def put(self, value: Any) -> str:
-        data = _canonical(value)
-        sha = hashlib.sha256(data).hexdigest()
+    def put(self, code: _Code) -> str:
+        data, sha = code
         if sha not in self.stored:
             self.new[sha] = data
         return sha
 
-    def tree(self, items: list[Any]) -> dict[str, Any]:
+    def tree(self, items: list[_Code]) -> dict[str, Any]:
         hashes = [self.put(item) for item in items]
         depth = 0
         while len(hashes) > FANOUT:
-            hashes = [self.put(hashes[i : i + FANOUT]) for i in range(0, len(hashes), FANOUT)]
+            hashes = [
+                self.put(_code(hashes[i : i + FANOUT])) for i in range(0, len(hashes), FANOUT)
+            ]
             depth += 1
-        return {"root": self.put(hashes), "depth": depth, "count": len(items)}
+        return {"root": self.put(_code(hashes)), "depth": depth, "count": len(items)}
 
 
-def encode_state(state: RunState, stored: Iterable[str] = ()) -> EncodedState:
+def _canonical_object(parts: dict[str, bytes]) -> bytes:
+    """The canonical JSON of an object whose values' canonical JSON is ``parts``
+    (what :func:`_canonical` gives: keys sorted, no spaces)."""
+    members = (_canonical(key) + b":" + parts[key] for key in sorted(parts))
+    return b"{" + b",".join(members) + b"}"
+
+
+def encode_state(
+    state: RunState, stored: Iterable[str] = (), codes: ItemCodes | None = None
+) -> EncodedState:
     """Encode ``state`` for a checkpoint.
 
     Args:
         state: the state to save.
         stored: hashes of tree nodes already in the journal (from earlier
             checkpoints of this run); they are referenced, not stored again.
+        codes: the run's item codes (see :class:`ItemCodes`); the result is the
+            same without them, only slower for a long run.
 
     Returns:
         The checkpoint text, the hex sha256 of the state's canonical JSON (the
         same as :meth:`RunState.state_hash`), and the nodes to store.
     """
-    dumped = state.model_dump(mode="json")
-    state_hash = hashlib.sha256(_canonical(dumped)).hexdigest()
-    nodes = _Nodes(frozenset(stored))
-    for name in _TREES:
-        dumped[name] = nodes.tree(dumped[name])
+    trees = (codes or ItemCodes()).trees(state)
+    dumped = state.model_dump(mode="json", exclude=set(_TREES))
+    parts = {key: _canonical(value) for key, value in dumped.items()}
+    for name, items in trees.items():  # a list's canonical JSON is its items', joined
+        parts[name] = b"[" + b",".join(data for data, _ in items) + b"]"
+    state_hash = hashlib.sha256(_canonical_object(parts)).hexdigest()
+    nodes = _Nodes(stored if isinstance(stored, Set) else frozenset(stored))
+    for name, items in trees.items():
+        dumped[name] = nodes.tree(items)
     text = _canonical({"format": FORMAT, "state": dumped}).decode()
     return EncodedState(text, state_hash, nodes.new)
 

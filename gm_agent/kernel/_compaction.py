@@ -13,14 +13,17 @@ The choice is journaled as ``context.compacted`` and applied by
 :func:`~gm_agent.kernel.context.build_request`; the journal keeps every turn
 whole. The estimate is deliberately high (:data:`CHARS_PER_TOKEN`), since a
 request over the window fails while one under it only compacts a little early.
+
+The estimate is taken from the run's :class:`~gm_agent.kernel.context.Messages`
+(each turn's size, kept as the conversation grows), so checking it before each
+request costs what the new turns hold, not the whole conversation; it is the
+same figure :func:`estimate_tokens` gives for the request itself.
 """
 
 from __future__ import annotations
 
-import json
-
 from gm_agent.events import ContextCompacted
-from gm_agent.kernel.context import build_request
+from gm_agent.kernel.context import Messages, message_chars, tool_chars
 from gm_agent.kernel.state import RunState
 from gm_agent.llm import ModelRequest, ToolSpec
 
@@ -50,26 +53,30 @@ TARGET_SHARE = 0.5
 """Compaction aims at this share of the window, so it does not recur every step."""
 
 
+def _tokens(chars: int, messages: int) -> int:
+    return int(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS * messages
+
+
 def estimate_tokens(request: ModelRequest) -> int:
     """An upper-leaning estimate of ``request``'s size in tokens: its messages' text,
     tool calls, provider data and tool schemas at :data:`CHARS_PER_TOKEN`, plus a
     few per message."""
-    chars = 0
-    for message in request.messages:
-        chars += len(message.text)
-        for call in message.tool_calls:
-            chars += len(call.name) + len(json.dumps(call.args, ensure_ascii=False))
-        if message.provider_data:  # sent back as it came (thinking blocks, signatures)
-            chars += len(json.dumps(message.provider_data, ensure_ascii=False))
-    for tool in request.tools:
-        chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
-    return int(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS * len(request.messages)
+    chars = sum(message_chars(m) for m in request.messages)
+    chars += sum(tool_chars(t) for t in request.tools)
+    return _tokens(chars, len(request.messages))
 
 
-def _size(state: RunState, tools: tuple[ToolSpec, ...], marks: tuple[int, int]) -> int:
-    truncated, dropped = marks
-    trial = state.model_copy(update={"truncated_before": truncated, "dropped_before": dropped})
-    return estimate_tokens(build_request(trial, tools))
+class _Sizer:
+    """:func:`estimate_tokens` of the request a state would make with other marks."""
+
+    def __init__(self, state: RunState, tools: tuple[ToolSpec, ...], messages: Messages) -> None:
+        self._state = state
+        self._tools_chars = messages.tools_chars(tools)
+        self._messages = messages
+
+    def __call__(self, marks: tuple[int, int]) -> int:
+        chars, count = self._messages.size(self._state, marks)
+        return _tokens(chars + self._tools_chars, count)
 
 
 def _candidates(state: RunState) -> list[tuple[int, int]]:
@@ -94,6 +101,7 @@ def plan_compaction(
     tools: tuple[ToolSpec, ...],
     window_tokens: int,
     compact_at: float = 0.8,
+    messages: Messages | None = None,
 ) -> ContextCompacted | None:
     """The ``context.compacted`` the next request needs, or ``None`` when it fits.
 
@@ -102,11 +110,14 @@ def plan_compaction(
         tools: the tools the request offers (their schemas count too).
         window_tokens: the model's context window in tokens.
         compact_at: compact once the estimate passes this share of the window.
+        messages: the run's message cache (the kernel's); the answer is the
+            same without it, only slower for a long conversation.
 
     Returns ``None`` too when nothing is left to compact; the request then goes
     as it is and the provider says if it is too long.
     """
-    before = _size(state, tools, (state.truncated_before, state.dropped_before))
+    size = _Sizer(state, tools, messages or Messages())
+    before = size((state.truncated_before, state.dropped_before))
     if before <= window_tokens * compact_at:
         return None
     candidates = _candidates(state)
@@ -116,7 +127,7 @@ def plan_compaction(
     low, high = 0, len(candidates) - 1  # sizes shrink along the list: bisect for the first fit
     while low < high:
         middle = (low + high) // 2
-        if _size(state, tools, candidates[middle]) <= target:
+        if size(candidates[middle]) <= target:
             high = middle
         else:
             low = middle + 1
@@ -125,6 +136,6 @@ def plan_compaction(
         truncated_before=truncated,
         dropped_before=dropped,
         tokens_before=before,
-        tokens_after=_size(state, tools, candidates[low]),
+        tokens_after=size(candidates[low]),
         window_tokens=window_tokens,
     )

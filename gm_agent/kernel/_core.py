@@ -4,7 +4,7 @@
 folded state, its lease, tools, sandbox and workspace writer, and where the
 steering of the run stands) and the primitives the loop, its control watch, its
 tool calls and its model requests all build on: committing events through
-``evolve`` (``_emit``, ``_set_status``, ``_finish``), showing them to the
+``evolve``'s rules (``_emit``, ``_set_status``, ``_finish``), showing them to the
 observer, and making the job runner and the workspace writer. The parts are
 mixins of this class, put together as :class:`~gm_agent.kernel.loop.Kernel`.
 """
@@ -35,9 +35,11 @@ from gm_agent.events import (
 from gm_agent.jobs import JobRunner, JobSpec, ShellSandbox
 from gm_agent.journal import DEFAULT_LEASE_S, CheckpointRecord, Journal, new_owner
 from gm_agent.kernel._approvals import ApprovalMode
+from gm_agent.kernel._checkpoint import ItemCodes
 from gm_agent.kernel._live import LiveTap
 from gm_agent.kernel._writer import WorkspaceWriter
-from gm_agent.kernel.state import JobView, RunState, evolve, fold
+from gm_agent.kernel.context import Messages
+from gm_agent.kernel.state import Folder, JobView, RunState, check_moves
 from gm_agent.llm import Delta, Model, ModelPool
 from gm_agent.policy import Redactor
 from gm_agent.settings import Settings
@@ -88,8 +90,11 @@ class KernelCore:
         self._heartbeat_on = heartbeat
         self._owner = new_owner(clock.new_id())
         self._lease_lost = False
-        self._state = RunState()
+        self._folder = Folder()  # the run's state, each committed event folded in
+        self._messages = Messages()  # what the model sees of it, made once a turn
+        self._windows: dict[str, int] = {}  # context windows from the price table, by model
         self._stored_nodes: set[str] = set()
+        self._item_codes = ItemCodes()  # each turn, job and patch encoded once
         self._checkpointed = (0, 0.0)  # (step, monotonic seconds) of the last checkpoint
         self._tools: dict[str, Tool] = {}
         self._workspace_writer: WorkspaceWriter | None = None
@@ -106,6 +111,17 @@ class KernelCore:
         self._task_group: TaskGroup | None = None
         self._children: dict[str, ChildTask] = {}
         self._child_slots = anyio.Semaphore(settings.agents.max_concurrent)
+
+    # -- the state ---------------------------------------------------------
+
+    @property
+    def _state(self) -> RunState:
+        """The fold of the run's committed events (as this kernel knows them)."""
+        return self._folder.state
+
+    @_state.setter
+    def _state(self, state: RunState) -> None:
+        self._folder = Folder(state)
 
     # -- events ------------------------------------------------------------
 
@@ -137,7 +153,9 @@ class KernelCore:
             )
             for d in datas
         ]
-        fold(events, self._state)  # raises IllegalTransition before anything is written
+        # Raises IllegalTransition before anything is written; only the status can
+        # make an event illegal, so this costs what the events hold, not the run.
+        check_moves(self._folder.status, events)
         committed: list[Event] = []
         with anyio.CancelScope(shield=True):  # a commit and its fold are never split
             committed = await self._journal.append(
@@ -149,7 +167,7 @@ class KernelCore:
             )
         self._own_ids.update(event.id for event in committed)
         for event in committed:
-            self._state = evolve(self._state, event)
+            self._folder.add(event)  # one event's worth of work, however long the run
             self._notify(event)
         return committed
 

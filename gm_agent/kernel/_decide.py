@@ -181,13 +181,16 @@ def budget_reason(state: RunState, elapsed_s: float) -> str | None:
         elapsed_s: seconds since the run was created.
     """
     budget = state.budget
+    tool_calls = budget.get("max_tool_calls")
     used = {
         "max_steps": (state.step + state.given_steps, state.max_steps),  # children's too
         "max_input_tokens": (state.usage.input_tokens, budget.get("max_input_tokens")),
         "max_output_tokens": (state.usage.output_tokens, budget.get("max_output_tokens")),
-        "max_tool_calls": (
-            sum(1 for t in state.conversation if t.role == "tool"),
-            budget.get("max_tool_calls"),
+        "max_tool_calls": (  # counted only when limited: it walks the whole conversation
+            sum(1 for t in state.conversation if t.role == "tool")
+            if isinstance(tool_calls, int | float)
+            else 0,
+            tool_calls,
         ),
         "max_wall_s": (elapsed_s, budget.get("max_wall_s")),
         "max_cost_usd": (state.cost_usd, budget.get("max_cost_usd")),
@@ -223,12 +226,22 @@ def model_job_key(run_id: str, step: int, model: str, attempt: int = 0) -> str:
 
 
 def model_attempts(state: RunState, step: int) -> int:
-    """How many model requests of step ``step`` were stopped (``job.cancelled``)."""
-    return sum(
-        1
-        for job in state.jobs
-        if job.job_kind == "model" and job.args.get("step") == step and job.status == "cancelled"
-    )
+    """How many model requests of step ``step`` were stopped (``job.cancelled``).
+
+    Walks back from the newest job and stops at a model request of an earlier
+    step (a run asks for step N+1 only after step N's response), so it costs
+    what the latest step holds, not the whole run.
+    """
+    stopped = 0
+    for job in reversed(state.jobs):
+        if job.job_kind != "model":
+            continue
+        asked = job.args.get("step")
+        if isinstance(asked, int) and asked < step:
+            break
+        if asked == step and job.status == "cancelled":
+            stopped += 1
+    return stopped
 
 
 def shell_job_key(run_id: str, step: int, index: int, command: ShellCommand) -> str:

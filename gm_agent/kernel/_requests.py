@@ -38,10 +38,13 @@ class ModelRequests(KernelCore):
         configured = self._settings.context.window_tokens or self._model.context_window
         if configured is not None:
             return configured
-        listed = await anyio.to_thread.run_sync(
-            context_window_of, self._model.pricing, self._model.name.partition(":")[2]
-        )
-        return listed or DEFAULT_WINDOW_TOKENS
+        name = self._model.name
+        if name not in self._windows:  # looked up once a model: the table is fixed
+            listed = await anyio.to_thread.run_sync(
+                context_window_of, self._model.pricing, name.partition(":")[2]
+            )
+            self._windows[name] = listed or DEFAULT_WINDOW_TOKENS
+        return self._windows[name]
 
     async def _compact(self) -> None:
         """Journal a ``context.compacted`` when the next request nears the window."""
@@ -50,6 +53,7 @@ class ModelRequests(KernelCore):
             self._tool_specs(),
             await self._window_tokens(),
             self._settings.context.compact_at,
+            self._messages,
         )
         if compacted is not None:
             await self._emit([compacted])
@@ -59,7 +63,7 @@ class ModelRequests(KernelCore):
     async def _request_move(self) -> ModelResponse | None:
         """Run the model request as an idempotent job; its response, or None on failure."""
         step = self._state.step + 1
-        open_model = [j for j in self._state.open_jobs() if j.job_kind == "model"]
+        open_model = [j for j in self._folder.open_jobs() if j.job_kind == "model"]
         spec = (
             replace(spec_of(open_model[-1]), timeout_s=self._settings.model_timeout_s)
             if open_model  # cut off by a crash: same job, same key
@@ -74,7 +78,9 @@ class ModelRequests(KernelCore):
                 timeout_s=self._settings.model_timeout_s,
             )
         )
-        request = build_request(self._state, self._tool_specs(), idempotency_key=spec.key)
+        request = build_request(
+            self._state, self._tool_specs(), idempotency_key=spec.key, messages=self._messages
+        )
         window = await self._window_tokens()
 
         async def effect() -> JobOutcome:

@@ -6,15 +6,30 @@ last). The conversation is the run's, shortened where ``context.compacted`` says
 older tool outputs cut to their head and tail, the oldest steps replaced by a
 note. The request is a pure function of the state, so a resumed or replayed run
 asks exactly what the first process asked.
+
+A kernel keeps one :class:`Messages` for its run: each turn's message is made
+once (whole and cut short), with its size, so building the request and
+estimating its size (:mod:`~gm_agent.kernel._compaction`) cost what the new
+turns hold, not the whole conversation.
 """
 
 from __future__ import annotations
+
+import json
 
 from gm_agent.events import ToolCallData
 from gm_agent.kernel.state import RunState, Turn
 from gm_agent.llm import Message, ModelRequest, ToolSpec
 
-__all__ = ["KEEP_CHARS", "SYSTEM_PROMPT", "build_request", "shorten"]
+__all__ = [
+    "KEEP_CHARS",
+    "SYSTEM_PROMPT",
+    "Messages",
+    "build_request",
+    "message_chars",
+    "shorten",
+    "tool_chars",
+]
 
 SYSTEM_PROMPT = """\
 You are gm, an autonomous agent working in a project directory ({workspace}).
@@ -90,24 +105,143 @@ def system_prompt(state: RunState) -> str:
     return "\n\n".join(parts)
 
 
+def message_chars(message: Message) -> int:
+    """The characters ``message`` carries to the model: its text, each tool call's
+    name and JSON arguments, and its provider data (sent back as it came)."""
+    chars = len(message.text)
+    for call in message.tool_calls:
+        chars += len(call.name) + len(json.dumps(call.args, ensure_ascii=False))
+    if message.provider_data:
+        chars += len(json.dumps(message.provider_data, ensure_ascii=False))
+    return chars
+
+
+def tool_chars(tool: ToolSpec) -> int:
+    """The characters ``tool``'s offer carries to the model: name, description and
+    JSON Schema."""
+    return len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
+
+
+class Messages:
+    """The messages of one run's conversation, each made once: whole, and cut short
+    (for turns before ``truncated_before``), with prefix sums of their sizes.
+
+    A run's conversation only grows: a state folded or evolved from another holds
+    the other's turns (the very same objects), then new ones. So the messages are
+    kept while the state's turn at the last known position is the one seen there,
+    and only turns after it are made; a state from elsewhere (folded again from
+    the journal) starts the cache over. Either way the result is what
+    :func:`build_request` makes without a cache.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._turns: list[Turn] = []
+        self._whole: list[Message] = []
+        self._short: list[Message] = []
+        self._whole_sum: list[int] = [0]  # [i]: chars of the whole messages before turn i
+        self._short_sum: list[int] = [0]
+        self._first: int | None = None  # the first assistant turn
+        self._system: tuple[tuple[str, str | None, str | None], Message] | None = None
+        self._note: tuple[tuple[int, int, tuple[str, ...]], Message] | None = None
+        self._tools: dict[int, tuple[ToolSpec, int]] = {}  # tool_chars by spec object
+
+    def _sync(self, conversation: tuple[Turn, ...]) -> None:
+        known = len(self._turns)
+        if known and (len(conversation) < known or conversation[known - 1] is not self._turns[-1]):
+            self._reset()  # not a later state of the same lineage
+        for index in range(len(self._turns), len(conversation)):
+            turn = conversation[index]
+            whole, short = _message(turn, short=False), _message(turn, short=True)
+            self._turns.append(turn)
+            self._whole.append(whole)
+            self._short.append(short)
+            self._whole_sum.append(self._whole_sum[-1] + message_chars(whole))
+            self._short_sum.append(self._short_sum[-1] + message_chars(short))
+            if self._first is None and turn.role == "assistant":
+                self._first = index
+
+    def _layout(self, state: RunState, marks: tuple[int, int]) -> tuple[int, int]:
+        """``(first, drop_end)``: turns ``first <= i < drop_end`` are left out for a
+        note (``marks`` being ``(truncated_before, dropped_before)``)."""
+        self._sync(state.conversation)
+        first = self._first or 0
+        return first, min(max(first, marks[1]), len(self._turns))
+
+    def _system_message(self, state: RunState) -> Message:
+        key = (state.workspace, state.project_context, state.instructions)
+        if self._system is None or self._system[0] != key:
+            self._system = (key, Message(role="system", text=system_prompt(state)))
+        return self._system[1]
+
+    def _note_message(self, state: RunState, first: int, drop_end: int) -> Message:
+        key = (first, drop_end, state.changed_files)
+        if self._note is None or self._note[0] != key:
+            text = _dropped_note(state, list(state.conversation[first:drop_end]))
+            self._note = (key, Message(role="user", text=text))
+        return self._note[1]
+
+    def messages(self, state: RunState) -> tuple[Message, ...]:
+        """The request's messages for ``state``, compacted as its marks say."""
+        truncated = state.truncated_before
+        first, drop_end = self._layout(state, (truncated, state.dropped_before))
+        end = len(self._turns)
+        messages = [self._system_message(state)]
+        cut = max(0, min(first, truncated))  # turns before `cut` go cut short
+        messages += self._short[:cut] + self._whole[cut:first]
+        if first < drop_end:
+            messages.append(self._note_message(state, first, drop_end))
+        cut = max(drop_end, min(end, truncated))
+        messages += self._short[drop_end:cut] + self._whole[cut:end]
+        return tuple(messages)
+
+    def tools_chars(self, tools: tuple[ToolSpec, ...]) -> int:
+        """:func:`tool_chars` summed over ``tools``, each spec (an immutable object a
+        tool keeps) measured once."""
+        total = 0
+        for tool in tools:
+            known = self._tools.get(id(tool))
+            if known is None or known[0] is not tool:
+                known = self._tools[id(tool)] = (tool, tool_chars(tool))
+            total += known[1]
+        return total
+
+    def size(self, state: RunState, marks: tuple[int, int]) -> tuple[int, int]:
+        """``(characters, messages)`` of the request ``state`` would make with
+        ``marks`` (``truncated_before``, ``dropped_before``) instead of its own:
+        what :func:`message_chars` sums to over those messages, without making them."""
+        truncated = marks[0]
+        first, drop_end = self._layout(state, marks)
+        end = len(self._turns)
+        chars, count = message_chars(self._system_message(state)), 1
+        for start, stop in ((0, first), (drop_end, end)):
+            cut = max(start, min(stop, truncated))
+            chars += self._short_sum[cut] - self._short_sum[start]
+            chars += self._whole_sum[stop] - self._whole_sum[cut]
+            count += stop - start
+        if first < drop_end:
+            chars += message_chars(self._note_message(state, first, drop_end))
+            count += 1
+        return chars, count
+
+
 def build_request(
-    state: RunState, tools: tuple[ToolSpec, ...], *, idempotency_key: str | None = None
+    state: RunState,
+    tools: tuple[ToolSpec, ...],
+    *,
+    idempotency_key: str | None = None,
+    messages: Messages | None = None,
 ) -> ModelRequest:
     """The model request for the next step of the run in ``state``, compacted as
-    the state's ``truncated_before`` and ``dropped_before`` say."""
-    messages = [Message(role="system", text=system_prompt(state))]
-    conversation = state.conversation
-    first = next((i for i, t in enumerate(conversation) if t.role == "assistant"), 0)
-    drop_end = max(first, state.dropped_before)
-    for index, turn in enumerate(conversation):
-        if first <= index < drop_end:
-            if index == first:
-                dropped = list(conversation[first:drop_end])
-                messages.append(Message(role="user", text=_dropped_note(state, dropped)))
-            continue
-        messages.append(_message(turn, short=index < state.truncated_before))
+    the state's ``truncated_before`` and ``dropped_before`` say.
+
+    ``messages``: the run's message cache (see :class:`Messages`); the request is
+    the same with or without it.
+    """
     return ModelRequest(
-        messages=tuple(messages),
+        messages=(messages or Messages()).messages(state),
         tools=tools,
         idempotency_key=idempotency_key,
         step=state.step + 1,

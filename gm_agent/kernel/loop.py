@@ -395,7 +395,7 @@ class Kernel(ToolCalls, ModelRequests):
         state = self._state
         if not state.at_rest():
             return  # not a safe point: something is in flight
-        encoded = encode_state(state, self._stored_nodes)
+        encoded = encode_state(state, self._stored_nodes, self._item_codes)
         saved = CheckpointSaved(
             upto_seq=state.last_seq, state_hash=encoded.state_hash, steps=state.step
         )

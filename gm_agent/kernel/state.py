@@ -68,6 +68,7 @@ __all__ = [
     "PatchView",
     "RunState",
     "Turn",
+    "check_moves",
     "check_transition",
     "evolve",
     "fold",
@@ -312,6 +313,50 @@ class RunState(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
+def _moved(status: RunStatus, event: Event) -> RunStatus:
+    """The run's status after ``event``, from ``status``.
+
+    Raises:
+        IllegalTransition: the event moves the status illegally (the only way an
+            event can be illegal).
+    """
+    data = event.data
+    match data:
+        case RunCreated() | RunForked():
+            return "created"
+        case RunStatusChanged():
+            if data.from_ != status:
+                raise IllegalTransition(
+                    f"event seq {event.seq} moves the run from {data.from_!r}, but it is {status!r}"
+                )
+            check_transition(data.from_, data.to)
+            return data.to
+        case RunFinished():
+            if status != data.status:
+                raise IllegalTransition(
+                    f"event seq {event.seq} finishes the run as {data.status!r}, "
+                    f"but it is {status!r}"
+                )
+            return status
+        case _:
+            return status
+
+
+def check_moves(status: RunStatus, events: Iterable[Event]) -> RunStatus:
+    """The status a run in ``status`` has after ``events``, raising where :func:`evolve`
+    would: the check before a commit, in time linear in ``events`` alone.
+
+    Only a status move can make an event illegal, so this accepts exactly the
+    event lists that :func:`fold` accepts from a state with this status.
+
+    Raises:
+        IllegalTransition: an event moves the run's status illegally.
+    """
+    for event in events:
+        status = _moved(status, event)
+    return status
+
+
 class _Draft:
     """A mutable working copy of a :class:`RunState`, so a fold is linear in its events.
 
@@ -336,6 +381,8 @@ class _Draft:
         self.patch_at = {patch.patch_id: i for i, patch in enumerate(self.patches)}
         self.approvals = list(state.approvals)
         self.open_job_ids = {job.job_id for job in state.open_jobs()}
+        # Positions in `jobs` of the views whose status is "started", in order.
+        self.started = {i: None for i, job in enumerate(self.jobs) if job.status == "started"}
         self.intent_ids = {p.patch_id for p in state.patches if p.status == "intent"}
 
     def freeze(self) -> RunState:
@@ -397,6 +444,8 @@ class _Draft:
         at = self.job_at.get(job_id)
         if at is not None:
             self.jobs[at] = self.jobs[at].model_copy(update=changes)
+            if self.jobs[at].status != "started":
+                self.started.pop(at, None)
 
     def put_patch(self, patch: PatchView) -> None:
         at = self.patch_at.get(patch.patch_id)
@@ -412,7 +461,9 @@ class _Draft:
             self.patches[at] = self.patches[at].model_copy(update=changes)
 
     def apply(self, event: Event) -> None:
-        """Apply ``event``; raise :class:`IllegalTransition` on an illegal status move."""
+        """Apply ``event``; raise :class:`IllegalTransition` on an illegal status move
+        (before anything changes, so a refused event leaves the draft as it was)."""
+        status = _moved(self.status, event)
         data = event.data
         if event.seq is not None:  # events of other processes may be folded late: keep the max
             last = self.scalars.get("last_seq", self.base.last_seq)
@@ -420,7 +471,7 @@ class _Draft:
             self.scalars["last_seq"] = max(last, event.seq)
         match data:
             case RunCreated():
-                self.status = "created"
+                self.status = status
                 self.scalars.update(
                     run_id=event.run_id,
                     task=data.task,
@@ -436,13 +487,7 @@ class _Draft:
                     workspace=data.workspace,
                 )
             case RunStatusChanged():
-                if data.from_ != self.status:
-                    raise IllegalTransition(
-                        f"event seq {event.seq} moves the run from {data.from_!r}, "
-                        f"but it is {self.status!r}"
-                    )
-                check_transition(data.from_, data.to)
-                self.status = data.to
+                self.status = status
                 self.scalars["waiting_reason"] = data.reason if data.to == "waiting" else None
                 if data.to == "paused" or data.to in TERMINAL:
                     self.scalars["interrupt_requested"] = False
@@ -495,6 +540,7 @@ class _Draft:
             case JobIntent():
                 self.open_job_ids.add(data.job_id)
                 self.job_at[data.job_id] = len(self.jobs)
+                self.started[len(self.jobs)] = None
                 self.jobs.append(
                     JobView(
                         job_id=data.job_id,
@@ -555,7 +601,7 @@ class _Draft:
                 self.resumes += 1
                 self.scalars["interrupt_requested"] = False  # taken over: go on
             case RunForked():  # the parent's history so far is folded in already
-                self.status = "created"
+                self.status = status
                 self.resumes = 0
                 self.open_calls.clear()
                 self.jobs.clear()
@@ -564,6 +610,7 @@ class _Draft:
                 self.job_at.clear()
                 self.patch_at.clear()
                 self.open_job_ids.clear()
+                self.started.clear()
                 self.intent_ids.clear()
                 self.scalars.update(
                     run_id=event.run_id,
@@ -619,11 +666,6 @@ class _Draft:
             case SandboxProbed():
                 self.scalars["sandbox"] = data.backend
             case RunFinished():
-                if self.status != data.status:
-                    raise IllegalTransition(
-                        f"event seq {event.seq} finishes the run as {data.status!r}, "
-                        f"but it is {self.status!r}"
-                    )
                 self.scalars.update(summary=data.summary, error=data.error)
             case _:
                 assert_never(data)
@@ -658,24 +700,31 @@ def fold(events: Iterable[Event], state: RunState | None = None) -> RunState:
 
 
 class Folder:
-    """A fold in progress, for code that looks at the state between events (replay).
+    """A fold in progress, for code that looks at the state between events (replay)
+    and for the kernel, which folds each event it commits into its run's state.
 
-    :meth:`add` costs what one event costs; :attr:`state` copies the state out
-    (linear in its size), so ask for it only where it is needed. :attr:`status`
-    and :meth:`at_rest` are cheap.
+    :meth:`add` costs what one event costs, however long the run: the draft's
+    lists and indexes are kept, not rebuilt. :attr:`state` copies the state out
+    (linear in its size, though only references are copied) and keeps the copy
+    until the next :meth:`add`. :attr:`status` and :meth:`at_rest` are cheap.
     """
 
     def __init__(self, state: RunState | None = None) -> None:
         self._draft = _Draft(state or RunState())
+        self._frozen: RunState | None = None
 
     def add(self, event: Event) -> None:
-        """Fold ``event`` in. Raises :class:`IllegalTransition` like :func:`evolve`."""
+        """Fold ``event`` in. Raises :class:`IllegalTransition` like :func:`evolve`,
+        before anything changes."""
         self._draft.apply(event)
+        self._frozen = None
 
     @property
     def state(self) -> RunState:
         """The state so far."""
-        return self._draft.freeze()
+        if self._frozen is None:
+            self._frozen = self._draft.freeze()
+        return self._frozen
 
     @property
     def status(self) -> RunStatus:
@@ -686,3 +735,8 @@ class Folder:
         """:meth:`RunState.at_rest`, without copying the state."""
         draft = self._draft
         return not (draft.open_calls or draft.open_job_ids or draft.intent_ids)
+
+    def open_jobs(self) -> list[JobView]:
+        """:meth:`RunState.open_jobs`, in time linear in the open jobs alone."""
+        draft = self._draft
+        return [draft.jobs[at] for at in draft.started]

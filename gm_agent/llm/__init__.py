@@ -7,12 +7,16 @@ builds one from its name; see ``docs/models.md``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gm_agent.llm._breaker import CircuitBreaker, Guarded, ModelPool
 from gm_agent.llm._messages import Delta, Message, Model, ModelRequest, Move, OnDelta, ToolSpec
 from gm_agent.llm._routing import DEFAULT_LOCAL_MODEL, default_model_name, make_model
 from gm_agent.llm.local import LocalModel, local_model_available
-from gm_agent.llm.openai import OpenAIChatModel
 from gm_agent.llm.scripted import FunctionModel, ScriptedModel
+
+if TYPE_CHECKING:
+    from gm_agent.llm.openai import OpenAIChatModel
 
 __all__ = [
     "DEFAULT_LOCAL_MODEL",
@@ -34,3 +38,13 @@ __all__ = [
     "local_model_available",
     "make_model",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The HTTP providers import httpx (tens of ms), so they are imported when first
+    used: a run with a local or scripted model never imports them."""
+    if name == "OpenAIChatModel":
+        from gm_agent.llm.openai import OpenAIChatModel
+
+        return OpenAIChatModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,10 +8,7 @@ from pathlib import Path
 
 from gm_agent.errors import ConfigError
 from gm_agent.llm._messages import Model
-from gm_agent.llm.anthropic import AnthropicModel
-from gm_agent.llm.gemini import GeminiModel
 from gm_agent.llm.local import LocalModel, find_model_file, local_model_available
-from gm_agent.llm.openai import OpenAIChatModel
 from gm_agent.llm.scripted import ScriptedModel
 from gm_agent.settings import Settings
 
@@ -91,8 +88,13 @@ def make_model(name: str, settings: Settings, environ: Mapping[str, str], base_d
 
     Raises:
         ConfigError: unknown provider, missing key, missing model file.
+
+    The HTTP providers' modules (and httpx) are imported here, when one is asked
+    for: a run with a local or scripted model starts without them.
     """
     if name.startswith(("http://", "https://")):
+        from gm_agent.llm.openai import OpenAIChatModel
+
         # No key: a URL can come from an untrusted task file, and OPENAI_API_KEY is
         # only ever sent to OpenAI or to the OPENAI_BASE_URL the user set.
         url, _, model = name.partition("#")
@@ -107,6 +109,8 @@ def make_model(name: str, settings: Settings, environ: Mapping[str, str], base_d
         case "local":
             return LocalModel(name, find_model_file(model, environ))
         case "openai":
+            from gm_agent.llm.openai import OpenAIChatModel
+
             base_url = settings.base_url("openai") or OPENAI_BASE_URL
             trusted = base_url in (OPENAI_BASE_URL, environ.get("OPENAI_BASE_URL"))
             key = environ.get("OPENAI_API_KEY") if trusted else None
@@ -127,15 +131,21 @@ def make_model(name: str, settings: Settings, environ: Mapping[str, str], base_d
                 stream=base_url == OPENAI_BASE_URL,
             )
         case "ollama":
+            from gm_agent.llm.openai import OpenAIChatModel
+
             url = settings.base_url("ollama") or OLLAMA_BASE_URL
             return OpenAIChatModel(name, model, url, pricing="free")
         case "anthropic":
+            from gm_agent.llm.anthropic import AnthropicModel
+
             base_url = settings.base_url("anthropic") or ANTHROPIC_BASE_URL
             key = _trusted_key(base_url, ANTHROPIC_BASE_URL, "ANTHROPIC", environ)
             if base_url == ANTHROPIC_BASE_URL and not key:
                 raise ConfigError(f"{name!r} needs ANTHROPIC_API_KEY in the environment")
             return AnthropicModel(name, model, base_url, key)
         case "gemini":
+            from gm_agent.llm.gemini import GeminiModel
+
             base_url = settings.base_url("gemini") or GEMINI_BASE_URL
             key = None
             if _trusted(base_url, GEMINI_BASE_URL, "GEMINI", environ):

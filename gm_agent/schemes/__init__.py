@@ -41,8 +41,8 @@ from gm_agent.schemes._steps import (
     Step,
     StepKind,
     ToolCall,
+    templates_of,
 )
-from gm_agent.schemes._templates import templates_of
 
 __all__ = [
     "FALSE_WORDS",

@@ -12,7 +12,6 @@ from gm_agent.schemes._graph import check_graph
 from gm_agent.schemes._model import Scheme
 from gm_agent.schemes._source import Loc, explain, read_yaml
 from gm_agent.schemes._steps import Step
-from gm_agent.schemes._templates import check_templates
 
 __all__ = ["check_tool_args", "check_tools", "load_scheme", "parse_scheme"]
 
@@ -62,6 +61,8 @@ def parse_scheme(text: str, path: Path | None = None) -> Scheme:
         raise explain(exc, data, lines, shown) from exc
     scheme = _located(scheme, lines, path)
     check_graph(scheme)
+    from gm_agent.schemes._templates import check_templates  # Jinja2: only with a scheme
+
     check_templates(scheme, {(loc[1], ".".join(map(str, loc[2:]))) for loc in literal})
     return scheme
 

@@ -5,6 +5,9 @@ rendered in its sandbox (no attribute starting with ``_``, no unsafe calls) with
 ``StrictUndefined``: a name, parameter or step result that does not exist is an
 error, never an empty string. One filter is added: ``shquote`` quotes a value
 for ``/bin/sh`` (``shlex.quote``).
+
+Jinja2 (about 15 ms to import) is imported when a template is first rendered or
+checked, so a run without a scheme never imports it.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import JsonValue
 
 from gm_agent.errors import SchemeError
 from gm_agent.schemes._steps import Step
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = ["FALSE_WORDS", "STEP_FIELDS", "StepView", "condition", "environment", "render"]
 
@@ -58,6 +63,9 @@ class StepView:
 
 def environment() -> SandboxedEnvironment:
     """The Jinja2 environment schemes are parsed and rendered with."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
     env = SandboxedEnvironment(
         autoescape=False, keep_trailing_newline=True, undefined=StrictUndefined
     )
@@ -92,6 +100,8 @@ def render(
         SchemeError: the template cannot be rendered (an undefined name, a
             missing step result, a syntax error, an unsafe operation).
     """
+    from jinja2 import TemplateError
+
     try:
         return environment().from_string(template).render(params=params, steps=steps)
     except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:

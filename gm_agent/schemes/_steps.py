@@ -9,6 +9,7 @@ file: a file that names them is refused.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
@@ -25,6 +26,7 @@ __all__ = [
     "Step",
     "StepKind",
     "ToolCall",
+    "templates_of",
 ]
 
 StepKind = Literal["shell", "tool", "llm", "agent", "scheme"]
@@ -196,3 +198,31 @@ class Step(BaseModel):
     def line_of(self, key: str) -> int:
         """The 1-based line of ``key`` (dotted) under the step, else of the step."""
         return self.key_lines.get(key, self.line)
+
+
+def templates_of(step: Step) -> Iterator[tuple[str, str]]:
+    """Each template of ``step`` as ``(dotted key, text)``: ``shell``, ``when``,
+    ``llm.prompt``, ``agent.task``, and the strings in ``tool.args`` and ``scheme.params``."""
+    if step.when is not None:
+        yield "when", step.when
+    if step.shell is not None:
+        yield "shell", step.shell
+    if step.llm is not None:
+        yield "llm.prompt", step.llm.prompt
+    if step.agent is not None:
+        yield "agent.task", step.agent.task
+    if step.tool is not None:
+        yield from _strings("tool.args", step.tool.args)
+    if step.scheme is not None:
+        yield from _strings("scheme.params", step.scheme.params)
+
+
+def _strings(key: str, value: JsonValue | dict[str, JsonValue]) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield key, value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _strings(f"{key}.{name}", item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(f"{key}.{index}", item)

@@ -6,53 +6,27 @@ environment it will be rendered with, then its syntax tree is walked: every
 template's step depends on, directly or through ``depends_on`` (an earlier step
 that is not an ancestor may not have run yet). ``jinja2.meta`` alone cannot
 tell this: it sees ``steps`` and ``params``, not their attributes.
+
+This module imports Jinja2 (about 15 ms), so it is imported only when a scheme
+is loaded (:func:`~gm_agent.schemes.parse_scheme`), not by every ``gm run``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from typing import cast
 
 from jinja2 import TemplateSyntaxError, meta, nodes
-from pydantic import JsonValue
 
 from gm_agent.errors import SchemeError
 from gm_agent.schemes._graph import ancestors
 from gm_agent.schemes._model import Scheme
 from gm_agent.schemes._render import STEP_FIELDS, environment
-from gm_agent.schemes._steps import Step
+from gm_agent.schemes._steps import Step, templates_of
 
-__all__ = ["check_templates", "templates_of"]
+__all__ = ["check_templates"]
 
 _SEEN = f"templates see params.NAME and steps.NAME.{{{','.join(STEP_FIELDS)}}}"
-
-
-def templates_of(step: Step) -> Iterator[tuple[str, str]]:
-    """Each template of ``step`` as ``(dotted key, text)``: ``shell``, ``when``,
-    ``llm.prompt``, ``agent.task``, and the strings in ``tool.args`` and ``scheme.params``."""
-    if step.when is not None:
-        yield "when", step.when
-    if step.shell is not None:
-        yield "shell", step.shell
-    if step.llm is not None:
-        yield "llm.prompt", step.llm.prompt
-    if step.agent is not None:
-        yield "agent.task", step.agent.task
-    if step.tool is not None:
-        yield from _strings("tool.args", step.tool.args)
-    if step.scheme is not None:
-        yield from _strings("scheme.params", step.scheme.params)
-
-
-def _strings(key: str, value: JsonValue | dict[str, JsonValue]) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield key, value
-    elif isinstance(value, dict):
-        for name, item in value.items():
-            yield from _strings(f"{key}.{name}", item)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(f"{key}.{index}", item)
 
 
 def check_templates(scheme: Scheme, literal: Collection[tuple[object, str]] = ()) -> None:

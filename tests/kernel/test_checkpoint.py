@@ -26,8 +26,8 @@ from gm_agent.events import (
     UserMessage,
 )
 from gm_agent.journal import Journal
-from gm_agent.kernel import fold, history, load_state
-from gm_agent.kernel._checkpoint import encode_state
+from gm_agent.kernel import RunState, fold, history, load_state
+from gm_agent.kernel._checkpoint import ItemCodes, encode_state
 from tests.conftest import gm
 from tests.helpers import events_of, write_script, write_task
 
@@ -113,18 +113,22 @@ def _step_events(clock: FakeClock, n: int, payload: str) -> list[AnyEventData]:
     ]
 
 
-@pytest.mark.parametrize("change_bytes", [1024, 10 * 1024])
-def test_the_bytes_a_checkpoint_adds_do_not_grow_with_the_run(change_bytes: int) -> None:
-    clock = FakeClock()
+def _running(clock: FakeClock) -> tuple[RunState, int]:
+    """A run just started: its state and its last seq."""
     datas: list[AnyEventData] = [
         RunCreated(task="t", model="m", max_steps=10_000, workspace="/w"),
         UserMessage(text="go"),
         RunStatusChanged.between("created", "running"),
     ]
-    state = fold(events_of(clock, "RUN", *datas))
+    return fold(events_of(clock, "RUN", *datas)), len(datas)
+
+
+@pytest.mark.parametrize("change_bytes", [1024, 10 * 1024])
+def test_the_bytes_a_checkpoint_adds_do_not_grow_with_the_run(change_bytes: int) -> None:
+    clock = FakeClock()
+    state, seq = _running(clock)
     stored: set[str] = set()
     added: list[int] = []
-    seq = len(datas)
     for step in range(1, 601):
         step_datas = _step_events(clock, step, f"{step:06d}" * (change_bytes // 6))
         state = fold(events_of(clock, "RUN", *step_datas, first_seq=seq + 1), state)
@@ -139,3 +143,34 @@ def test_the_bytes_a_checkpoint_adds_do_not_grow_with_the_run(change_bytes: int)
     assert late <= early * 1.25, added
     # and far below the whole state, which a copying checkpointer would store each time.
     assert late * 20 < state_bytes
+
+
+def test_encoding_with_the_run_s_item_codes_is_byte_for_byte_the_same() -> None:
+    """The kernel encodes each turn, job and patch once; its checkpoints must be
+    the ones encoding the whole state each time gives (same text, hash, nodes)."""
+    from gm_agent.events import FileChange, JobAmbiguous, PatchReverted
+
+    clock = FakeClock()
+    state, seq = _running(clock)
+    codes, stored_with, stored_without = ItemCodes(), set[str](), set[str]()
+    for step in range(1, 150):
+        step_datas = _step_events(clock, step, "ü" * (step * 37 % 5000))
+        if step % 7 == 0:  # change earlier items too: a job settled, a patch reverted
+            change = FileChange(path=f"f{step}", op="create", before_sha256=None, after_sha256="a")
+            step_datas += [
+                JobIntent(
+                    job_id=f"s{step}", key="k", job_kind="shell", args_digest="d", idempotent=False
+                ),
+                JobAmbiguous(job_id=f"s{step}", key="k", job_kind="shell", message="?"),
+                PatchApplied(patch_id=f"q{step}", call_id=None, files=(change,)),
+                PatchReverted(patch_id=f"p{step - 3}", undo_id="u", files=()),
+            ]
+        state = fold(events_of(clock, "RUN", *step_datas, first_seq=seq + 1), state)
+        seq += len(step_datas)
+        if step % 5 == 0:
+            with_codes = encode_state(state, stored_with, codes)
+            without = encode_state(state, frozenset(stored_without))
+            assert with_codes == without
+            assert with_codes.state_hash == state.state_hash()
+            stored_with.update(with_codes.nodes)
+            stored_without.update(without.nodes)

@@ -8,12 +8,20 @@ from pathlib import Path
 import pytest
 
 from gm_agent.clock import FakeClock
-from gm_agent.events import ContextCompacted, ContextLoaded, ModelResponse, ToolReturned
+from gm_agent.events import ContextCompacted, ContextLoaded, Event, ModelResponse, ToolReturned
 from gm_agent.journal import Journal
-from gm_agent.kernel import fold, replay_run, run_task
+from gm_agent.kernel import Folder, RunState, evolve, fold, replay_run, run_task
 from gm_agent.kernel._compaction import estimate_tokens, plan_compaction
 from gm_agent.kernel._project_context import MAX_IMPORT_DEPTH, load_project_context
-from gm_agent.kernel.context import build_request, system_prompt
+from gm_agent.kernel.context import (
+    Messages,
+    _dropped_note,  # pyright: ignore[reportPrivateUsage]
+    _message,  # pyright: ignore[reportPrivateUsage]
+    build_request,
+    message_chars,
+    system_prompt,
+)
+from gm_agent.llm import Message, ModelRequest, ToolSpec
 from gm_agent.tools import builtin_tools
 from tests.helpers import write_script, write_task
 
@@ -225,3 +233,101 @@ def test_imports_never_read_git_gm_or_env_files(workspace: Path) -> None:
     assert [f.path for f in found.files] == ["AGENTS.md"]
     assert "token@" not in found.text and "hunter2" not in found.text
     assert len(found.skipped) == 2 and all("private" in s for s in found.skipped)
+
+
+# -- the message cache -----------------------------------------------------------
+
+
+def _request_turn_by_turn(state: RunState, tools: tuple[ToolSpec, ...]) -> ModelRequest:
+    """The request as build_request made it before it kept a cache: turn by turn."""
+    messages = [Message(role="system", text=system_prompt(state))]
+    conversation = state.conversation
+    first = next((i for i, t in enumerate(conversation) if t.role == "assistant"), 0)
+    drop_end = max(first, state.dropped_before)
+    for index, turn in enumerate(conversation):
+        if first <= index < drop_end:
+            if index == first:
+                note = _dropped_note(state, list(conversation[first:drop_end]))
+                messages.append(Message(role="user", text=note))
+            continue
+        messages.append(_message(turn, short=index < state.truncated_before))
+    return ModelRequest(messages=tuple(messages), tools=tools, step=state.step + 1)
+
+
+def _growing_run(clock: FakeClock) -> list[Event]:
+    """A run whose steps mix long and short outputs, user messages, provider data
+    and changed files."""
+    from gm_agent.events import FileChange, PatchApplied, RunCreated, ToolCallData, UserMessage
+    from tests.helpers import events_of
+
+    datas: list[object] = [
+        RunCreated(task="t", model="m", max_steps=99, workspace="/w", instructions="be brief"),
+        UserMessage(text="the task"),
+    ]
+    for n in range(12):
+        call = ToolCallData(call_id=f"c{n}", name="read_file", args={"path": "p" * (n * 300)})
+        datas.append(
+            ModelResponse(
+                job_id=f"j{n}",
+                model="m",
+                text="thinking " * (n * 40),
+                tool_calls=(call,),
+                provider_data={"signature": "s" * n} if n % 3 == 0 else None,
+            )
+        )
+        output = "é" * (n * 700) if n % 2 else "short"
+        datas.append(ToolReturned(call_id=f"c{n}", name="read_file", ok=True, output=output))
+        if n % 4 == 1:
+            datas.append(UserMessage(text=f"note {n} " + "u" * (n * 200)))
+        if n % 5 == 2:
+            change = FileChange(path=f"f{n}", op="create", before_sha256=None, after_sha256="a")
+            datas.append(PatchApplied(patch_id=f"p{n}", call_id=f"c{n}", files=(change,)))
+    return events_of(clock, "r", *datas)  # type: ignore[arg-type]
+
+
+def test_the_cached_request_and_its_size_are_the_ones_made_turn_by_turn(
+    clock: FakeClock,
+) -> None:
+    tools = tuple(t.spec() for t in builtin_tools().select(None))
+    messages = Messages()  # one cache for the whole run, as the kernel keeps it
+    folder = Folder()
+    for event in _growing_run(clock):
+        folder.add(event)
+        state = folder.state
+        n = len(state.conversation)
+        for marks in {(0, 0), (n // 3, 0), (n // 2, n // 4), (n, n // 2), (n + 5, n + 5)}:
+            trial = state.model_copy(
+                update={"truncated_before": marks[0], "dropped_before": marks[1]}
+            )
+            expected = _request_turn_by_turn(trial, tools)
+            assert build_request(trial, tools, messages=messages) == expected
+            assert build_request(trial, tools) == expected
+            chars, count = messages.size(state, marks)
+            assert count == len(expected.messages)
+            assert chars == sum(message_chars(m) for m in expected.messages)
+    again = fold(_growing_run(FakeClock()))  # another lineage: the cache starts over
+    assert build_request(again, tools, messages=messages) == _request_turn_by_turn(again, tools)
+
+
+def test_compaction_plans_the_same_with_the_run_s_cache(clock: FakeClock) -> None:
+    tools = tuple(t.spec() for t in builtin_tools().select(None))
+    messages = Messages()
+    state = RunState()
+    plans = []
+    for event in _growing_run(clock):
+        state = evolve(state, event)
+        plan = plan_compaction(state, tools, 4_000, messages=messages)
+        assert plan == plan_compaction(state, tools, 4_000)
+        if plan is not None:
+            plans.append(plan)
+            request = build_request(
+                state.model_copy(
+                    update={
+                        "truncated_before": plan.truncated_before,
+                        "dropped_before": plan.dropped_before,
+                    }
+                ),
+                tools,
+            )
+            assert estimate_tokens(request) == plan.tokens_after
+    assert plans and any(p.dropped_before for p in plans)

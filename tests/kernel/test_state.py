@@ -32,6 +32,7 @@ from gm_agent.kernel import (
     TRANSITIONS,
     Folder,
     RunState,
+    check_moves,
     check_transition,
     evolve,
     fold,
@@ -181,8 +182,23 @@ def test_a_finished_run_keeps_its_summary() -> None:
 def test_illegal_transitions_raise(path: list, illegal: object) -> None:
     state = fold(events_of(FakeClock(), "R", CREATED, *path))
     (event,) = events_of(FakeClock(), "R", illegal, first_seq=99)  # type: ignore[arg-type]
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition) as by_evolve:
         evolve(state, event)
+    with pytest.raises(IllegalTransition) as by_check:  # the kernel's check before a commit
+        check_moves(state.status, [event])
+    assert str(by_check.value) == str(by_evolve.value)
+    folder = Folder(state)
+    with pytest.raises(IllegalTransition):
+        folder.add(event)
+    assert folder.state == state  # refused before anything changed
+
+
+def test_the_check_before_a_commit_accepts_what_fold_accepts() -> None:
+    events = events_of(FakeClock(), "R", *MIXED)
+    assert check_moves(RunState().status, events) == fold(events).status
+    for cut in range(len(events)):
+        before = fold(events[:cut])
+        assert check_moves(before.status, events[cut:]) == fold(events[cut:], before).status
 
 
 def test_terminal_statuses_have_no_way_out_and_every_other_can_end() -> None:
@@ -295,6 +311,19 @@ def test_a_folder_knows_a_safe_point_as_the_state_does() -> None:
     assert False in seen and True in seen  # inside the shell call, and between steps
 
 
+def test_a_folder_read_between_events_equals_evolve_event_by_event() -> None:
+    """The kernel's live fold: state read after each event, as the kernel reads it."""
+    folder, state = Folder(), RunState()
+    for event in events_of(FakeClock(), "R", *MIXED):
+        folder.add(event)
+        state = evolve(state, event)
+        assert folder.state.canonical_json() == state.canonical_json()
+        assert folder.state is folder.state  # kept until the next event
+        assert folder.open_jobs() == state.open_jobs()
+        assert folder.at_rest() == state.at_rest()
+    assert Folder(state).open_jobs() == state.open_jobs()  # started from a state, too
+
+
 def test_an_approval_is_pending_until_answered_and_always_is_remembered_for_the_run() -> None:
     from gm_agent.events import ApprovalGranted, ApprovalRequested
 
@@ -328,3 +357,36 @@ def test_a_loop_is_the_same_answered_call_exactly_three_times_in_a_row(
         ]
     reason = loop_reason(fold(events_of(FakeClock(), "R", *datas)))
     assert (reason is not None) == stops
+
+
+def test_a_step_s_model_attempts_count_its_stopped_requests_only() -> None:
+    """A stopped request (interrupt, preempting message) gets a new key next time."""
+    from gm_agent.events import JobCancelled
+    from gm_agent.kernel._decide import model_attempts
+
+    def model_job(job_id: str, step: int, outcome: AnyEventData | None) -> list[AnyEventData]:
+        intent = JobIntent(
+            job_id=job_id,
+            key=job_id,
+            job_kind="model",
+            args_digest="d",
+            idempotent=True,
+            args={"model": "x", "step": step},
+        )
+        return [intent] if outcome is None else [intent, outcome]
+
+    def cancelled(job_id: str) -> JobCancelled:
+        return JobCancelled(job_id=job_id, key=job_id, job_kind="model", reason="stopped")
+
+    datas: list[AnyEventData] = [CREATED, UserMessage(text="go"), status("created", "running")]
+    datas += model_job("a", 1, cancelled("a"))  # step 1 was stopped once,
+    datas += model_job("b", 1, JobResult(job_id="b", key="b", job_kind="model", ok=True))
+    datas += [
+        JobIntent(job_id="s", key="s", job_kind="shell", args_digest="d", idempotent=False),
+        JobResult(job_id="s", key="s", job_kind="shell", ok=True),
+    ]
+    datas += model_job("c", 2, cancelled("c"))  # step 2 twice,
+    datas += model_job("d", 2, cancelled("d"))
+    datas += model_job("e", 2, None)  # and is being asked again
+    state = fold(events_of(FakeClock(), "R", *datas))
+    assert [model_attempts(state, step) for step in (1, 2, 3)] == [1, 2, 0]
