@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
+
 from gm_agent.errors import JournalCorrupt, JournalError
 from gm_agent.journal._thread import AsyncConnection
 
@@ -68,14 +70,17 @@ async def transaction(conn: AsyncConnection) -> AsyncGenerator[None, None]:
 
     SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
     ROLLBACK would then fail and hide the real error, so it is only sent while a
-    transaction is open, and its own failure is ignored.
+    transaction is open, and its own failure is ignored. A caller cancelled while
+    its BEGIN waits for the lock leaves no transaction open: the rollback is
+    queued after the BEGIN, shielded.
     """
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    try:  # BEGIN inside: a BEGIN whose caller was cancelled still runs, then the rollback
+        await conn.execute("BEGIN IMMEDIATE")
         yield
         await conn.execute("COMMIT")
     except BaseException:
-        await conn.run(_roll_back)
+        with anyio.CancelScope(shield=True):  # queued after it, on the connection's thread
+            await conn.run(_roll_back)
         raise
 
 

@@ -381,3 +381,20 @@ async def test_a_child_run_knows_its_parent_and_a_version_4_journal_learns_it(
     async with await Journal.open(path, clock=clock) as journal:  # migrated: filled in
         assert (await journal.get_run("C")).parent_run == "P"
         assert (await journal.get_run("P")).parent_run is None
+
+
+async def test_taking_a_lease_cancelled_while_it_waits_for_the_lock_leaves_no_transaction(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "journal.db"
+    async with await Journal.open(path, clock=clock) as journal:
+        await journal.append([created(clock, "R")])
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with anyio.move_on_after(0.2):
+            await journal.acquire_lease("R", "me", 30)
+        other.execute("ROLLBACK")
+        await journal.append([new_event(clock, "R", "user", UserMessage(text="hi"))])  # not stuck
+        second = sqlite3.connect(path, isolation_level=None, timeout=1)
+        second.execute("BEGIN IMMEDIATE")  # and the lock is free for everyone else
+        second.execute("ROLLBACK")
