@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +18,7 @@ import yaml
 from gm_agent.clock import FakeClock
 from gm_agent.events import AnyEventData, Event, new_event
 from gm_agent.llm import ToolSpec
+from tests.conftest import gm
 
 
 def write_script(path: Path, moves: list[dict[str, object]]) -> Path:
@@ -126,3 +129,53 @@ WEATHER = ToolSpec(
     },
 )
 """The tool of the recorded cassettes' tool-calling conversations."""
+
+
+# -- what the real `gm` reports (for tests that drive it in subprocesses) ------
+
+
+def ledger(workspace: Path) -> list[str]:
+    """The words the steps appended to ``ledger``, in order."""
+    path = workspace / "ledger"
+    return path.read_text(encoding="utf-8").split() if path.exists() else []
+
+
+def runs(workspace: Path) -> list[dict[str, Any]]:
+    """`gm runs --json`: every run, newest first."""
+    listed = gm("runs", "--json", cwd=workspace)
+    return [json.loads(line) for line in listed.stdout.splitlines()]
+
+
+def events(workspace: Path, run_id: str) -> list[dict[str, Any]]:
+    """`gm log --json RUN`: the run's events as dicts."""
+    logged = gm("log", "--json", run_id, cwd=workspace)
+    return [json.loads(line) for line in logged.stdout.splitlines()]
+
+
+def kinds(workspace: Path, run_id: str) -> list[str]:
+    """The kinds of the run's events, in order."""
+    return [event["kind"] for event in events(workspace, run_id)]
+
+
+def of_kind(workspace: Path, run_id: str, kind: str) -> list[dict[str, Any]]:
+    """The ``data`` of the run's events of ``kind``."""
+    return [e["data"] for e in events(workspace, run_id) if e["kind"] == kind]
+
+
+def stopped(process: subprocess.Popen[str]) -> None:
+    """Make sure ``process`` ended (killed if it still runs) and its pipes are closed."""
+    process.kill()
+    process.communicate(timeout=60)
+
+
+def await_condition(
+    what: str, holds: Callable[[], bool], process: subprocess.Popen[str] | None = None
+) -> None:
+    """Wait until ``holds()`` (polled every 50 ms, for at most a minute); fail
+    naming ``what``, or with ``process``'s output when it ended first."""
+    deadline = time.monotonic() + 60
+    while not holds():
+        assert time.monotonic() < deadline, f"{what} never happened"
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"gm ended before {what}: {process.communicate()}")
+        time.sleep(0.05)

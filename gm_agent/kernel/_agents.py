@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
-from gm_agent.clock import parse_timestamp
+from gm_agent.clock import Clock, parse_timestamp
 from gm_agent.errors import GmAgentError, RunLeased, ToolError, UserError
 from gm_agent.events import (
     AgentsJoined,
@@ -50,13 +50,20 @@ from gm_agent.kernel._checkpoint import load_state
 from gm_agent.kernel._controls import Steerable
 from gm_agent.kernel._core import ChildTask, EventObserver, KernelCore, log, spec_of
 from gm_agent.kernel._join import JoinVerdict, judge
-from gm_agent.kernel.state import TERMINAL, JobView
+from gm_agent.kernel.state import TERMINAL, JobView, RunState
 from gm_agent.tools import SpawnAgent, WaitAgents
 
 if TYPE_CHECKING:
     from gm_agent.kernel.loop import Kernel
 
-__all__ = ["JOIN_POLL_S", "READ_ONLY_TOOLS", "AgentCalls", "agent_job_key", "child_kernel"]
+__all__ = [
+    "JOIN_POLL_S",
+    "READ_ONLY_TOOLS",
+    "AgentCalls",
+    "agent_job_key",
+    "child_kernel",
+    "child_run_events",
+]
 
 JOIN_POLL_S = 0.05
 """How often a waiting parent looks at its children's statuses, in seconds."""
@@ -85,6 +92,32 @@ def child_kernel(
         approvals=parent._approvals,  # pyright: ignore[reportPrivateUsage]
         models=parent._models,  # pyright: ignore[reportPrivateUsage]
     )
+
+
+def child_run_events(clock: Clock, parent: RunState, spec: JobSpec) -> list[Event]:
+    """The first events of the child run an ``agent`` job (``spec``) creates:
+    ``run.created`` with ``parent_run`` and what it inherits from ``parent`` (its
+    workspace, the task's policy rules, budget caps, network setting and fallback
+    models: a child only narrows), then its task as ``user.message``."""
+    args = spec.args
+    tools = args.get("tools")
+    created = RunCreated(
+        task=str(args["task"]),
+        model=str(args["model"]),
+        max_steps=int(str(args["max_steps"])),
+        tools=tuple(str(t) for t in tools) if isinstance(tools, list) else None,
+        workspace=parent.workspace,
+        rules=parent.rules,
+        budget=dict(parent.budget),
+        network=parent.network,
+        fallbacks=parent.fallbacks,
+        parent_run=parent.run_id,
+    )
+    child = str(args["child_run"])
+    return [
+        new_event(clock, child, "kernel", created),
+        new_event(clock, child, "user", UserMessage(text=str(args["task"]))),
+    ]
 
 
 def agent_job_key(run_id: str, call_id: str) -> str:
@@ -188,7 +221,7 @@ class AgentCalls(Steerable):
         args = spec.args
         child = str(args["child_run"])
         if not await self._journal.has_run(child):
-            await self._journal.append(self._child_events(spec))
+            await self._journal.append(child_run_events(self._clock, self._state, spec))
         tools = args.get("tools")
         listed = ", ".join(str(t) for t in tools) if isinstance(tools, list) else "yours"
         return JobOutcome(
@@ -199,28 +232,6 @@ class AgentCalls(Steerable):
                 f"collect it with wait_agents(group={args['group']!r})"
             ),
         )
-
-    def _child_events(self, spec: JobSpec) -> list[Event]:
-        """``run.created`` (with ``parent_run``) and the task, for the child of ``spec``."""
-        args, state = spec.args, self._state
-        tools = args.get("tools")
-        created = RunCreated(
-            task=str(args["task"]),
-            model=str(args["model"]),
-            max_steps=int(str(args["max_steps"])),
-            tools=tuple(str(t) for t in tools) if isinstance(tools, list) else None,
-            workspace=state.workspace,
-            budget=dict(state.budget),
-            rules=state.rules,  # the task's guardrails; gm.toml's apply to every run
-            network=state.network,
-            fallbacks=state.fallbacks,
-            parent_run=state.run_id,
-        )
-        child = str(args["child_run"])
-        return [
-            new_event(self._clock, child, "kernel", created),
-            new_event(self._clock, child, "user", UserMessage(text=str(args["task"]))),
-        ]
 
     # -- executing children ----------------------------------------------------
 

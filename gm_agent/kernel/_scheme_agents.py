@@ -26,14 +26,12 @@ from gm_agent.events import (
     Event,
     JobCancelled,
     RunCancel,
-    RunCreated,
     RunInterrupt,
-    UserMessage,
     new_event,
 )
 from gm_agent.jobs import JobOutcome, JobSpec, RetryPolicy
 from gm_agent.journal import Journal
-from gm_agent.kernel._agents import child_kernel
+from gm_agent.kernel._agents import child_kernel, child_run_events
 from gm_agent.kernel._controls import CONTROL_POLL_S
 from gm_agent.kernel._core import spec_of
 from gm_agent.kernel._scheme_jobs import SchemeJobs
@@ -121,35 +119,13 @@ class SchemeAgents(SchemeJobs):
                 self._journal.path, durability=self._settings.journal.durability, clock=self._clock
             ) as journal:
                 if not await journal.has_run(child):
-                    await journal.append(self._child_events(spec))
+                    await journal.append(child_run_events(self._clock, self._state, spec))
                 row = await journal.get_run(child)
                 if row.status in TERMINAL:
                     return _outcome(RunOutcome(child, row.status, row.summary, row.error))
                 return _outcome(await self._drive_child(journal, spec))
 
         return effect
-
-    def _child_events(self, spec: JobSpec) -> list[Event]:
-        """The first events of agent job ``spec``'s child run: ``run.created`` (with
-        the scheme run as ``parent_run``, its workspace, budget and fallbacks) and
-        the task as ``user.message``."""
-        args = spec.args
-        tools = args.get("tools")
-        created = RunCreated(
-            task=str(args["task"]),
-            model=str(args["model"]),
-            max_steps=int(str(args["max_steps"])),
-            tools=tuple(str(t) for t in tools) if isinstance(tools, list) else None,
-            workspace=self._state.workspace,
-            budget=dict(self._state.budget),
-            fallbacks=self._state.fallbacks,
-            parent_run=self._state.run_id,
-        )
-        child = str(args["child_run"])
-        return [
-            new_event(self._clock, child, "kernel", created),
-            new_event(self._clock, child, "user", UserMessage(text=str(args["task"]))),
-        ]
 
     async def _drive_child(self, journal: Journal, spec: JobSpec) -> RunOutcome:
         """Drive agent job ``spec``'s child run until it ends or stops, passing the

@@ -18,8 +18,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import gm, gm_process
-from tests.helpers import write_script, write_task
-from tests.schemes.helpers import await_condition, events, ledger, of_kind, runs, stopped
+from tests.helpers import (
+    await_condition,
+    events,
+    ledger,
+    of_kind,
+    runs,
+    stopped,
+    write_script,
+    write_task,
+)
 
 pytestmark = pytest.mark.sandbox
 

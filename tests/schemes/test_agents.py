@@ -17,18 +17,8 @@ from gm_agent.kernel import resumable_runs
 from gm_agent.settings import load_settings
 from gm_agent.triggers.daemon import _Daemon  # pyright: ignore[reportPrivateUsage]
 from tests.conftest import gm, gm_process
-from tests.helpers import write_script
-from tests.schemes.helpers import (
-    agent_run_ids,
-    await_condition,
-    kinds,
-    ledger,
-    of_kind,
-    runs,
-    scheme_run_id,
-    stopped,
-    write_scheme,
-)
+from tests.helpers import await_condition, kinds, ledger, of_kind, runs, stopped, write_script
+from tests.schemes.helpers import agent_run_ids, scheme_run_id, write_scheme
 
 pytestmark = pytest.mark.sandbox
 

@@ -13,7 +13,8 @@ from gm_agent.kernel import scheme_record_of
 from gm_agent.kernel._scheme_replay import replay_scheme  # pyright: ignore[reportPrivateUsage]
 from gm_agent.settings import load_settings
 from tests.conftest import gm
-from tests.schemes.helpers import ledger, scheme_run_id, write_scheme
+from tests.helpers import ledger
+from tests.schemes.helpers import scheme_run_id, write_scheme
 
 pytestmark = pytest.mark.sandbox
 

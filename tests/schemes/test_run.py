@@ -16,17 +16,8 @@ from gm_agent.schemes import load_scheme, topological_order
 from gm_agent.settings import ScheduleTrigger, load_settings
 from gm_agent.triggers._launch import Firing, Launcher
 from tests.conftest import gm, gm_process
-from tests.helpers import write_script
-from tests.schemes.helpers import (
-    await_condition,
-    events,
-    kinds,
-    ledger,
-    runs,
-    scheme_run_id,
-    stopped,
-    write_scheme,
-)
+from tests.helpers import await_condition, events, kinds, ledger, runs, stopped, write_script
+from tests.schemes.helpers import scheme_run_id, write_scheme
 
 pytestmark = pytest.mark.sandbox
 

@@ -10,18 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import gm, gm_process
-from tests.helpers import write_script
-from tests.schemes.helpers import (
-    await_condition,
-    events,
-    kinds,
-    ledger,
-    of_kind,
-    scheme_events,
-    scheme_run_id,
-    stopped,
-    write_scheme,
-)
+from tests.helpers import await_condition, events, kinds, ledger, of_kind, stopped, write_script
+from tests.schemes.helpers import scheme_events, scheme_run_id, write_scheme
 
 pytestmark = pytest.mark.sandbox
 

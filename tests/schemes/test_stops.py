@@ -16,17 +16,8 @@ import pytest
 from gm_agent.clock import FakeClock
 from gm_agent.kernel import run_scheme
 from tests.conftest import gm, gm_process
-from tests.helpers import write_script
-from tests.schemes.helpers import (
-    agent_run_ids,
-    await_condition,
-    kinds,
-    ledger,
-    of_kind,
-    scheme_run_id,
-    stopped,
-    write_scheme,
-)
+from tests.helpers import await_condition, kinds, ledger, of_kind, stopped, write_script
+from tests.schemes.helpers import agent_run_ids, scheme_run_id, write_scheme
 
 pytestmark = pytest.mark.sandbox
 
